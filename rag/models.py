@@ -1,0 +1,81 @@
+"""Plain data types shared by the indexer, the store and search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+
+class EncoderInfo(BaseModel):
+    """What built a vector channel; recorded in the index so a mismatch can be refused."""
+
+    name: str
+    revision: str = ""
+    dim: int
+    pooling: str = ""
+
+
+class BookRecord(BaseModel):
+    """One indexed textbook. `book_id` derives from the file's content."""
+
+    book_id: str
+    title: str
+    edition: str = ""
+    license: str = ""
+    source_name: str = Field("", description="File name the book was indexed from.")
+    organ_systems: list[str] = Field(default_factory=list)
+    page_count: int = 0
+    status: Literal["indexing", "complete"] = "indexing"
+    added_at: str = ""
+
+
+class PageRecord(BaseModel):
+    """The payload of one page point: everything a citation needs, no vectors."""
+
+    book_id: str
+    title: str = ""
+    page: int = Field(description="1-based page number in the PDF.")
+    page_label: str = Field("", description="Printed page label, e.g. 'xii' or '213'.")
+    section_path: list[str] = Field(default_factory=list)
+    text: str = ""
+    captions: list[str] = Field(default_factory=list)
+    organ_systems: list[str] = Field(default_factory=list)
+    content_hash: str = ""
+    image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
+    ocr: bool = False
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class PagePoint:
+    """A page ready to upsert: its payload and the vectors of each channel present."""
+
+    point_id: str
+    record: PageRecord
+    dense: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (d,)
+    multi: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d)
+    sparse: dict[str, SparseVector] = field(default_factory=dict)
+
+
+class PageHit(BaseModel):
+    """One page found by a search."""
+
+    book_id: str
+    title: str = ""
+    page: int
+    page_label: str = ""
+    section_path: list[str] = Field(default_factory=list)
+    score: float
+    channel_scores: dict[str, float] = Field(default_factory=dict)
+    channel_ranks: dict[str, int] = Field(default_factory=dict)
+    snippet: str = ""
+    image_key: str = ""
+    text: str = Field("", exclude=True, repr=False)

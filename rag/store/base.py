@@ -1,0 +1,99 @@
+"""The small interface every Qdrant backend implements (embedded qdrant-edge, Qdrant server).
+
+Fusion happens in `rag.search`; a backend only answers one channel query at a time, so both
+backends behave the same and the conformance suite can compare them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
+
+VectorKind = Literal["dense", "multi", "sparse"]
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """One named vector of the pages collection."""
+
+    name: str
+    kind: VectorKind
+    dim: int = 0  # 0 for sparse
+    index: bool = True  # False: no HNSW (the page multivector is only ever used for exact rerank)
+    float16: bool = False
+
+
+@dataclass(frozen=True)
+class PageFilter:
+    """Restricts a search; empty lists mean no restriction."""
+
+    book_ids: list[str] = field(default_factory=list)
+    organ_systems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChannelQuery:
+    """One ranked lookup in one named vector.
+
+    `vector` is (d,) for dense, (n, d) for multi, a SparseVector for sparse.
+    `prefetch`, if given, is run first and `vector` only reranks its candidates
+    (pooled-vector prefetch + exact MaxSim rerank on the page multivector).
+    """
+
+    using: str
+    vector: np.ndarray | SparseVector
+    limit: int
+    prefetch: ChannelQuery | None = None
+
+
+@dataclass(frozen=True)
+class ScoredId:
+    point_id: str
+    score: float
+
+
+class StoreError(RuntimeError):
+    """The vector store could not do what was asked (with a reason a user can act on)."""
+
+
+class VectorStore(Protocol):
+    """Pages collection (one point per page) plus a small catalog (books, index metadata)."""
+
+    def ensure_schema(self, vectors: list[VectorSpec]) -> None:
+        """Create the collections (idempotent). Raises StoreError if an existing one differs."""
+
+    def upsert_pages(self, points: list[PagePoint]) -> None: ...
+
+    def delete_book_pages(self, book_id: str) -> None: ...
+
+    def count_pages(self, book_id: str | None = None) -> int: ...
+
+    def page_numbers(self, book_id: str) -> set[int]:
+        """Page numbers of `book_id` present in the store (to resume an interrupted job)."""
+
+    def search(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredId]: ...
+
+    def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]: ...
+
+    def put_book(self, book: BookRecord) -> None: ...
+
+    def get_book(self, book_id: str) -> BookRecord | None: ...
+
+    def list_books(self) -> list[BookRecord]: ...
+
+    def delete_book(self, book_id: str) -> None:
+        """Remove the book record (its pages are removed with delete_book_pages)."""
+
+    def get_meta(self) -> dict | None:
+        """Index metadata (which encoders built the index), or None for a new index."""
+
+    def put_meta(self, meta: dict) -> None: ...
+
+    def drop(self) -> None:
+        """Delete both collections (used by reindex)."""
+
+    def close(self) -> None: ...
