@@ -1,0 +1,352 @@
+"""Embedded backend: two qdrant-edge shards (`pages/`, `catalog/`) in one directory.
+
+Segments are never optimised: `optimize()` builds HNSW graphs, which on page multivectors ran for
+minutes, and plain segments already answer pooled prefetch + MaxSim rerank in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
+from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
+
+_INDEXED_FIELDS = ("book_id", "organ_systems")
+_CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
+# The engine needs at least one vector config; catalog points carry no vectors at all.
+_CATALOG_PLACEHOLDER = qe.EdgeConfig(sparse_vectors={"placeholder": qe.EdgeSparseVectorParams()})
+_SCROLL_PAGE = 1000
+# m=0 keeps the optimiser from ever building a graph on a vector searched only exactly.
+_NO_HNSW = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
+
+
+class EdgeStore:
+    """`VectorStore` on qdrant-edge, Qdrant's in-process engine."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._pages: qe.EdgeShard | None = _load_if_present(self._pages_dir)
+        self._catalog: qe.EdgeShard | None = _load_if_present(self._catalog_dir)
+        self._schema: list[VectorSpec] | None = None
+        self._closed = False
+
+    @property
+    def _pages_dir(self) -> Path:
+        return self._path / "pages"
+
+    @property
+    def _catalog_dir(self) -> Path:
+        return self._path / "catalog"
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def ensure_schema(self, vectors: list[VectorSpec]) -> None:
+        self._check_open()
+        if self._schema == vectors:
+            return
+        config = _edge_config(vectors)
+        if self._pages is None:
+            self._pages = _create_pages_shard(self._pages_dir, config)
+        else:
+            self._pages = self._reload_pages_with(config)
+        self._catalog_or_create()
+        self._schema = list(vectors)
+
+    def _reload_pages_with(self, config: qe.EdgeConfig) -> qe.EdgeShard:
+        """Reopen the pages shard with `config`; the engine checks it against the stored segments."""
+        assert self._pages is not None
+        stored, wanted = _stored_vector_names(self._pages_dir), set(config.vectors) | set(config.sparse_vectors)
+        if stored != wanted:
+            raise _schema_mismatch(self._pages_dir, f"stored vectors {sorted(stored)}, wanted {sorted(wanted)}")
+        self._pages.close()
+        try:
+            return qe.EdgeShard.load(str(self._pages_dir), config)
+        except Exception as exc:  # qdrant-edge raises plain Exception
+            self._pages = qe.EdgeShard.load(str(self._pages_dir))
+            raise _schema_mismatch(self._pages_dir, str(exc)) from exc
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def upsert_pages(self, points: list[PagePoint]) -> None:
+        if not points:
+            return
+        shard = self._require_pages()
+        edge_points = [_edge_point(point) for point in points]
+        try:
+            shard.update(qe.UpdateOperation.upsert_points(edge_points))
+        except Exception as exc:  # qdrant-edge raises plain Exception
+            raise StoreError(f"qdrant-edge rejected the pages: {exc}") from exc
+        shard.flush()
+
+    def delete_book_pages(self, book_id: str) -> None:
+        shard = self._require_pages()
+        shard.update(qe.UpdateOperation.delete_points_by_filter(_book_filter(book_id)))
+        shard.flush()
+
+    def count_pages(self, book_id: str | None = None) -> int:
+        shard = self._open_pages()
+        if shard is None:
+            return 0
+        page_filter = _book_filter(book_id) if book_id is not None else None
+        return shard.count(qe.CountRequest(exact=True, filter=page_filter))
+
+    def page_numbers(self, book_id: str) -> set[int]:
+        shard = self._open_pages()
+        if shard is None:
+            return set()
+        records = _scroll_all(shard, _book_filter(book_id), with_payload=["page"])
+        return {int(record.payload["page"]) for record in records}
+
+    def search(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredId]:
+        shard = self._open_pages()
+        if shard is None:
+            return []
+        edge_filter = _edge_filter(page_filter)
+        request = qe.QueryRequest(
+            limit=query.limit,
+            query=_nearest(query),
+            prefetches=[_prefetch(query.prefetch, edge_filter)] if query.prefetch else None,
+            filter=edge_filter,
+        )
+        return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in shard.query(request)]
+
+    def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]:
+        shard = self._open_pages()
+        if shard is None or not point_ids:
+            return {}
+        records = shard.retrieve(point_ids, with_payload=True, with_vector=False)
+        return {str(record.id): PageRecord.model_validate(record.payload) for record in records}
+
+    # --- catalog ---------------------------------------------------------------------------
+
+    def put_book(self, book: BookRecord) -> None:
+        self._put_catalog(f"book:{book.book_id}", "book", book.model_dump(mode="json"))
+
+    def get_book(self, book_id: str) -> BookRecord | None:
+        data = self._get_catalog(f"book:{book_id}")
+        return BookRecord.model_validate(data) if data is not None else None
+
+    def list_books(self) -> list[BookRecord]:
+        shard = self._open_catalog()
+        if shard is None:
+            return []
+        kind_filter = qe.Filter(must=[qe.FieldCondition(key="kind", match=qe.MatchValue("book"))])
+        books = [BookRecord.model_validate(r.payload["data"]) for r in _scroll_all(shard, kind_filter, True)]
+        return sorted(books, key=lambda book: book.book_id)
+
+    def delete_book(self, book_id: str) -> None:
+        shard = self._open_catalog()
+        if shard is None:
+            return
+        shard.update(qe.UpdateOperation.delete_points([_catalog_id(f"book:{book_id}")]))
+        shard.flush()
+
+    def get_meta(self) -> dict | None:
+        return self._get_catalog("meta")
+
+    def put_meta(self, meta: dict) -> None:
+        self._put_catalog("meta", "meta", meta)
+
+    def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
+        shard = self._catalog_or_create()
+        point = qe.Point(id=_catalog_id(key), vector={}, payload={"kind": kind, "data": data})
+        shard.update(qe.UpdateOperation.upsert_points([point]))
+        shard.flush()
+
+    def _get_catalog(self, key: str) -> dict[str, Any] | None:
+        shard = self._open_catalog()
+        if shard is None:
+            return None
+        records = shard.retrieve([_catalog_id(key)], with_payload=True, with_vector=False)
+        return records[0].payload["data"] if records else None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        self._check_open()
+        self._close_shards()
+        shutil.rmtree(self._pages_dir, ignore_errors=True)
+        shutil.rmtree(self._catalog_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        self._close_shards()
+        self._closed = True
+
+    def _close_shards(self) -> None:
+        for shard in (self._pages, self._catalog):
+            if shard is not None:
+                shard.close()
+        self._pages = self._catalog = None
+        self._schema = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"The store at {self._path} is closed; open a new one.")
+
+    def _open_pages(self) -> qe.EdgeShard | None:
+        self._check_open()
+        return self._pages
+
+    def _open_catalog(self) -> qe.EdgeShard | None:
+        self._check_open()
+        return self._catalog
+
+    def _catalog_or_create(self) -> qe.EdgeShard:
+        shard = self._open_catalog()
+        if shard is None:
+            shard = self._catalog = qe.EdgeShard.create(str(self._catalog_dir), _CATALOG_PLACEHOLDER)
+        return shard
+
+    def _require_pages(self) -> qe.EdgeShard:
+        shard = self._open_pages()
+        if shard is None:
+            raise StoreError(f"No pages index at {self._pages_dir}: call ensure_schema() before writing pages.")
+        return shard
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def _load_if_present(directory: Path) -> qe.EdgeShard | None:
+    if not directory.is_dir() or not any(directory.iterdir()):
+        return None
+    return qe.EdgeShard.load(str(directory))
+
+
+def _stored_vector_names(directory: Path) -> set[str]:
+    """Names in the shard's persisted config: the engine inherits a vector group a config leaves empty,
+    so a removed channel would otherwise go unnoticed."""
+    config_file = directory / "edge_config.json"
+    try:
+        stored = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"Cannot read the index configuration {config_file}: {exc}") from exc
+    return set(stored.get("vectors") or {}) | set(stored.get("sparse_vectors") or {})
+
+
+def _schema_mismatch(directory: Path, reason: str) -> StoreError:
+    return StoreError(
+        f"The index at {directory} was built with different vectors ({reason}). "
+        "Use the encoders it was built with, or drop and rebuild the index."
+    )
+
+
+def _create_pages_shard(directory: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
+    shard = qe.EdgeShard.create(str(directory), config)
+    for field in _INDEXED_FIELDS:
+        shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+    shard.flush()
+    return shard
+
+
+def _edge_config(vectors: list[VectorSpec]) -> qe.EdgeConfig:
+    dense = {spec.name: _dense_params(spec) for spec in vectors if spec.kind != "sparse"}
+    sparse = {spec.name: _sparse_params(spec) for spec in vectors if spec.kind == "sparse"}
+    if not dense and not sparse:
+        raise StoreError("The pages index needs at least one vector channel; none was configured.")
+    return qe.EdgeConfig(vectors=dense, sparse_vectors=sparse)
+
+
+def _datatype(spec: VectorSpec) -> qe.VectorStorageDatatype | None:
+    return qe.VectorStorageDatatype.Float16 if spec.float16 else None
+
+
+def _dense_params(spec: VectorSpec) -> qe.EdgeVectorParams:
+    multivector = qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if spec.kind == "multi" else None
+    return qe.EdgeVectorParams(
+        size=spec.dim,
+        distance=qe.Distance.Cosine,
+        multivector_config=multivector,
+        datatype=_datatype(spec),
+        hnsw_config=None if spec.index else _NO_HNSW,
+    )
+
+
+def _sparse_params(spec: VectorSpec) -> qe.EdgeSparseVectorParams:
+    return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, datatype=_datatype(spec))
+
+
+# --- points, queries, filters ----------------------------------------------------------------
+
+
+def _catalog_id(key: str) -> str:
+    return str(uuid.uuid5(_CATALOG_NAMESPACE, key))
+
+
+def _check_point_id(point_id: str) -> None:
+    try:
+        canonical = str(uuid.UUID(point_id))
+    except ValueError:
+        canonical = ""
+    if canonical != point_id:
+        raise StoreError(f"Page point id {point_id!r} is not a canonical (lowercase, hyphenated) UUID string.")
+
+
+def _edge_point(point: PagePoint) -> qe.Point:
+    _check_point_id(point.point_id)
+    vector: dict[str, Any] = {name: _as_list(array, 1) for name, array in point.dense.items()}
+    vector |= {name: _as_list(array, 2) for name, array in point.multi.items()}
+    vector |= {name: _edge_sparse(sparse) for name, sparse in point.sparse.items() if sparse.indices}
+    return qe.Point(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
+
+
+def _as_list(array: np.ndarray, ndim: int) -> list:
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != ndim:
+        raise StoreError(f"Expected a {ndim}-d vector array, got shape {array.shape}.")
+    return array.tolist()
+
+
+def _edge_sparse(sparse: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+
+
+def _nearest(query: ChannelQuery) -> qe.Query:
+    if isinstance(query.vector, SparseVector):
+        return qe.Query.Nearest(_edge_sparse(query.vector), using=query.using)
+    vector = np.asarray(query.vector, dtype=np.float32)
+    if vector.ndim not in (1, 2):
+        raise StoreError(f"Query vector for {query.using!r} must be (d,) or (n, d), got shape {vector.shape}.")
+    return qe.Query.Nearest(vector.tolist(), using=query.using)
+
+
+def _prefetch(query: ChannelQuery, edge_filter: qe.Filter | None) -> qe.Prefetch:
+    return qe.Prefetch(
+        limit=query.limit,
+        query=_nearest(query),
+        prefetches=[_prefetch(query.prefetch, edge_filter)] if query.prefetch else None,
+        filter=edge_filter,
+    )
+
+
+def _book_filter(book_id: str) -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition(key="book_id", match=qe.MatchValue(book_id))])
+
+
+def _edge_filter(page_filter: PageFilter) -> qe.Filter | None:
+    conditions = [
+        qe.FieldCondition(key=key, match=qe.MatchAny(any=list(values)))
+        for key, values in (("book_id", page_filter.book_ids), ("organ_systems", page_filter.organ_systems))
+        if values
+    ]
+    return qe.Filter(must=conditions) if conditions else None
+
+
+def _scroll_all(shard: qe.EdgeShard, edge_filter: qe.Filter | None, with_payload: bool | list[str]) -> list[qe.Record]:
+    records: list[qe.Record] = []
+    offset = None
+    while True:
+        request = qe.ScrollRequest(
+            offset=offset, limit=_SCROLL_PAGE, filter=edge_filter, with_payload=with_payload, with_vector=False
+        )
+        batch, offset = shard.scroll(request)
+        records.extend(batch)
+        if offset is None:
+            return records

@@ -1,0 +1,303 @@
+"""Server backend: collections `{prefix}_pages` and `{prefix}_catalog` through qdrant-client.
+
+Also runs against qdrant-client's local mode (`QdrantClient(path=...)`), which speaks the same API.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
+from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
+
+_INDEXED_FIELDS = ("book_id", "organ_systems")
+_CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
+_SCROLL_PAGE = 1000
+# Comparable description of a stored vector: what must match for existing data to stay valid.
+_Signature = tuple[Any, ...]
+
+
+class ServerStore:
+    """`VectorStore` on a Qdrant server or cluster (or qdrant-client's local mode)."""
+
+    def __init__(self, client: QdrantClient, prefix: str) -> None:
+        self._client = client
+        self._pages = f"{prefix}_pages"
+        self._catalog = f"{prefix}_catalog"
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def ensure_schema(self, vectors: list[VectorSpec]) -> None:
+        if not vectors:
+            raise StoreError("The pages collection needs at least one vector channel; none was configured.")
+        if self._client.collection_exists(self._pages):
+            self._check_schema(vectors)
+        else:
+            self._create_pages(vectors)
+        self._ensure_catalog()
+
+    def _create_pages(self, vectors: list[VectorSpec]) -> None:
+        self._client.create_collection(
+            self._pages,
+            vectors_config={spec.name: _dense_params(spec) for spec in vectors if spec.kind != "sparse"},
+            sparse_vectors_config={spec.name: _sparse_params(spec) for spec in vectors if spec.kind == "sparse"},
+        )
+        with warnings.catch_warnings():
+            # Local mode has no payload indexes and says so; a server builds them.
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+            for field in _INDEXED_FIELDS:
+                self._client.create_payload_index(self._pages, field, qm.PayloadSchemaType.KEYWORD)
+
+    def _check_schema(self, vectors: list[VectorSpec]) -> None:
+        params = self._client.get_collection(self._pages).config.params
+        existing = _stored_signatures(params)
+        expected = {spec.name: _spec_signature(spec) for spec in vectors}
+        differing = sorted(name for name in existing.keys() | expected.keys() if existing.get(name) != expected.get(name))
+        if differing:
+            details = "; ".join(f"{name}: stored {existing.get(name)}, wanted {expected.get(name)}" for name in differing)
+            raise StoreError(
+                f"Collection {self._pages!r} was built with different vectors ({details}). "
+                "Use the encoders it was built with, or drop and rebuild the index."
+            )
+
+    def _ensure_catalog(self) -> None:
+        if not self._client.collection_exists(self._catalog):
+            self._client.create_collection(self._catalog, vectors_config={})
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def upsert_pages(self, points: list[PagePoint]) -> None:
+        if not points:
+            return
+        self._require_pages()
+        structs = [_point_struct(point) for point in points]
+        try:
+            self._client.upsert(self._pages, structs, wait=True)
+        except (UnexpectedResponse, ValueError) as exc:
+            raise StoreError(f"Qdrant rejected the pages: {exc}") from exc
+
+    def delete_book_pages(self, book_id: str) -> None:
+        self._require_pages()
+        self._client.delete(self._pages, qm.FilterSelector(filter=_book_filter(book_id)), wait=True)
+
+    def count_pages(self, book_id: str | None = None) -> int:
+        if not self._client.collection_exists(self._pages):
+            return 0
+        count_filter = _book_filter(book_id) if book_id is not None else None
+        return self._client.count(self._pages, count_filter=count_filter, exact=True).count
+
+    def page_numbers(self, book_id: str) -> set[int]:
+        if not self._client.collection_exists(self._pages):
+            return set()
+        records = self._scroll_all(self._pages, _book_filter(book_id), with_payload=["page"])
+        return {int(record.payload["page"]) for record in records}
+
+    def search(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredId]:
+        if not self._client.collection_exists(self._pages):
+            return []
+        query_filter = _query_filter(page_filter)
+        response = self._client.query_points(
+            self._pages,
+            query=_query_vector(query),
+            using=query.using,
+            prefetch=_prefetch(query.prefetch, query_filter) if query.prefetch else None,
+            query_filter=query_filter,
+            limit=query.limit,
+            with_payload=False,
+        )
+        return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in response.points]
+
+    def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]:
+        if not point_ids or not self._client.collection_exists(self._pages):
+            return {}
+        records = self._client.retrieve(self._pages, point_ids, with_payload=True, with_vectors=False)
+        return {str(record.id): PageRecord.model_validate(record.payload) for record in records}
+
+    def _require_pages(self) -> None:
+        if not self._client.collection_exists(self._pages):
+            raise StoreError(f"Collection {self._pages!r} does not exist: call ensure_schema() before writing pages.")
+
+    # --- catalog ---------------------------------------------------------------------------
+
+    def put_book(self, book: BookRecord) -> None:
+        self._put_catalog(f"book:{book.book_id}", "book", book.model_dump(mode="json"))
+
+    def get_book(self, book_id: str) -> BookRecord | None:
+        data = self._get_catalog(f"book:{book_id}")
+        return BookRecord.model_validate(data) if data is not None else None
+
+    def list_books(self) -> list[BookRecord]:
+        if not self._client.collection_exists(self._catalog):
+            return []
+        kind_filter = qm.Filter(must=[qm.FieldCondition(key="kind", match=qm.MatchValue(value="book"))])
+        records = self._scroll_all(self._catalog, kind_filter, with_payload=True)
+        return sorted((BookRecord.model_validate(r.payload["data"]) for r in records), key=lambda b: b.book_id)
+
+    def delete_book(self, book_id: str) -> None:
+        if self._client.collection_exists(self._catalog):
+            self._client.delete(self._catalog, [_catalog_id(f"book:{book_id}")], wait=True)
+
+    def get_meta(self) -> dict | None:
+        return self._get_catalog("meta")
+
+    def put_meta(self, meta: dict) -> None:
+        self._put_catalog("meta", "meta", meta)
+
+    def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
+        self._ensure_catalog()
+        point = qm.PointStruct(id=_catalog_id(key), vector={}, payload={"kind": kind, "data": data})
+        self._client.upsert(self._catalog, [point], wait=True)
+
+    def _get_catalog(self, key: str) -> dict[str, Any] | None:
+        if not self._client.collection_exists(self._catalog):
+            return None
+        records = self._client.retrieve(self._catalog, [_catalog_id(key)], with_payload=True, with_vectors=False)
+        return records[0].payload["data"] if records else None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        for collection in (self._pages, self._catalog):
+            if self._client.collection_exists(collection):
+                self._client.delete_collection(collection)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _scroll_all(
+        self, collection: str, scroll_filter: qm.Filter | None, with_payload: bool | list[str]
+    ) -> list[qm.Record]:
+        records: list[qm.Record] = []
+        offset = None
+        while True:
+            batch, offset = self._client.scroll(
+                collection, scroll_filter=scroll_filter, limit=_SCROLL_PAGE, offset=offset, with_payload=with_payload
+            )
+            records.extend(batch)
+            if offset is None:
+                return records
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def _datatype(spec: VectorSpec) -> qm.Datatype | None:
+    return qm.Datatype.FLOAT16 if spec.float16 else None
+
+
+def _dense_params(spec: VectorSpec) -> qm.VectorParams:
+    multivector = qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM) if spec.kind == "multi" else None
+    return qm.VectorParams(
+        size=spec.dim,
+        distance=qm.Distance.COSINE,
+        multivector_config=multivector,
+        datatype=_datatype(spec),
+        hnsw_config=None if spec.index else qm.HnswConfigDiff(m=0),
+    )
+
+
+def _sparse_params(spec: VectorSpec) -> qm.SparseVectorParams:
+    index = qm.SparseIndexParams(datatype=qm.Datatype.FLOAT16) if spec.float16 else None
+    return qm.SparseVectorParams(modifier=qm.Modifier.IDF, index=index)
+
+
+def _spec_signature(spec: VectorSpec) -> _Signature:
+    datatype = "float16" if spec.float16 else "float32"
+    if spec.kind == "sparse":
+        return ("sparse", datatype)
+    return (spec.kind, spec.dim, datatype)
+
+
+def _stored_signatures(params: qm.CollectionParams) -> dict[str, _Signature]:
+    dense = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors} if params.vectors else {}
+    signatures = {name: _dense_signature(vector) for name, vector in dense.items()}
+    signatures |= {name: _sparse_signature(vector) for name, vector in (params.sparse_vectors or {}).items()}
+    return signatures
+
+
+def _dense_signature(params: qm.VectorParams) -> _Signature:
+    if params.distance != qm.Distance.COSINE:
+        return (f"{params.distance.value} distance", params.size)
+    kind = "multi" if params.multivector_config is not None else "dense"
+    return (kind, params.size, "float16" if params.datatype == qm.Datatype.FLOAT16 else "float32")
+
+
+def _sparse_signature(params: qm.SparseVectorParams) -> _Signature:
+    if params.modifier != qm.Modifier.IDF:
+        return ("sparse without IDF",)
+    float16 = params.index is not None and params.index.datatype == qm.Datatype.FLOAT16
+    return ("sparse", "float16" if float16 else "float32")
+
+
+# --- points, queries, filters ----------------------------------------------------------------
+
+
+def _catalog_id(key: str) -> str:
+    return str(uuid.uuid5(_CATALOG_NAMESPACE, key))
+
+
+def _check_point_id(point_id: str) -> None:
+    try:
+        canonical = str(uuid.UUID(point_id))
+    except ValueError:
+        canonical = ""
+    if canonical != point_id:
+        raise StoreError(f"Page point id {point_id!r} is not a canonical (lowercase, hyphenated) UUID string.")
+
+
+def _point_struct(point: PagePoint) -> qm.PointStruct:
+    _check_point_id(point.point_id)
+    vector: dict[str, Any] = {name: _as_list(array, 1) for name, array in point.dense.items()}
+    vector |= {name: _as_list(array, 2) for name, array in point.multi.items()}
+    vector |= {name: _qdrant_sparse(sparse) for name, sparse in point.sparse.items() if sparse.indices}
+    return qm.PointStruct(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
+
+
+def _as_list(array: np.ndarray, ndim: int) -> list:
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != ndim:
+        raise StoreError(f"Expected a {ndim}-d vector array, got shape {array.shape}.")
+    return array.tolist()
+
+
+def _qdrant_sparse(sparse: SparseVector) -> qm.SparseVector:
+    return qm.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+
+
+def _query_vector(query: ChannelQuery) -> list | qm.SparseVector:
+    if isinstance(query.vector, SparseVector):
+        return _qdrant_sparse(query.vector)
+    vector = np.asarray(query.vector, dtype=np.float32)
+    if vector.ndim not in (1, 2):
+        raise StoreError(f"Query vector for {query.using!r} must be (d,) or (n, d), got shape {vector.shape}.")
+    return vector.tolist()
+
+
+def _prefetch(query: ChannelQuery, query_filter: qm.Filter | None) -> qm.Prefetch:
+    return qm.Prefetch(
+        query=_query_vector(query),
+        using=query.using,
+        limit=query.limit,
+        filter=query_filter,
+        prefetch=_prefetch(query.prefetch, query_filter) if query.prefetch else None,
+    )
+
+
+def _book_filter(book_id: str) -> qm.Filter:
+    return qm.Filter(must=[qm.FieldCondition(key="book_id", match=qm.MatchValue(value=book_id))])
+
+
+def _query_filter(page_filter: PageFilter) -> qm.Filter | None:
+    conditions: list[qm.Condition] = [
+        qm.FieldCondition(key=key, match=qm.MatchAny(any=list(values)))
+        for key, values in (("book_id", page_filter.book_ids), ("organ_systems", page_filter.organ_systems))
+        if values
+    ]
+    return qm.Filter(must=conditions) if conditions else None
