@@ -28,7 +28,8 @@ class BookRecord(BaseModel):
     source_name: str = Field("", description="File name the book was indexed from.")
     organ_systems: list[str] = Field(default_factory=list)
     page_count: int = 0
-    status: Literal["indexing", "complete"] = "indexing"
+    status: Literal["indexing", "complete", "removing"] = "indexing"
+    failed_pages: list[int] = Field(default_factory=list, description="Pages that could not be read.")
     added_at: str = ""
 
 

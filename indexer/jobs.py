@@ -1,0 +1,287 @@
+"""Indexing jobs: a PDF in, its pages searchable out. Idempotent, resumable, never half-visible.
+
+- The book id is the file's content hash: adding the same file again does nothing.
+- Pages are upserted (and made durable) batch by batch under ids derived from (book, page), so a
+  run killed mid-book and started again skips the pages already stored and never duplicates one.
+- A book is searchable only once its record says `complete` (search filters on it).
+- A changed file (same file name, new content) replaces the old book once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
+from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
+from rag.encoders.sparse import merge_weighted
+from rag.models import BookRecord, PagePoint, PageRecord
+from rag.page_index import PageIndex, page_point_id
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAGES_PER_BATCH = 8
+# Headings and figure captions name what a page is about; they count extra in its lexical vector.
+HEADING_BOOST = 0.5
+Progress = Callable[[int, int], None]  # (pages done, pages in the book)
+
+
+@dataclass
+class BookMeta:
+    """What the user tells about a book; empty fields are filled from the PDF."""
+
+    title: str = ""
+    edition: str = ""
+    license: str = ""
+    organ_systems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IndexReport:
+    path: Path
+    status: str  # "indexed", "already indexed", "failed"
+    book_id: str = ""
+    pages_indexed: int = 0
+    page_errors: list[BadPdfError] = field(default_factory=list)
+    error: str = ""
+    replaced: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed" and not self.page_errors
+
+
+def book_id_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:24]
+
+
+def index_pdf(
+    index: PageIndex, path: Path, meta: BookMeta | None = None, progress: Progress | None = None
+) -> IndexReport:
+    """Index one PDF (or finish an interrupted run of it). Bad input gives a failed report, not an exception."""
+    started = time.monotonic()
+    path = Path(path)
+    report = IndexReport(path=path, status="failed")
+    try:
+        if not path.is_file():
+            raise BadPdfError(path, None, "no such file")
+        report.book_id = book_id = book_id_of(path)
+        existing = index.store.get_book(book_id)
+        if existing is not None and existing.status == "complete":
+            report.status = "already indexed"
+            return report
+        doc = open_pdf(path)
+    except BadPdfError as error:
+        report.error = str(error)
+        return report
+    except OSError as error:
+        report.error = f"{path.name}: cannot read file: {error.strerror or error}"
+        return report
+    with doc:
+        book = _start_book(index, path, book_id, doc, meta or BookMeta(), existing)
+        _keep_source_copy(index.settings, path, book_id)
+        todo = [n for n in range(1, doc.page_count + 1) if n not in index.store.page_numbers(book_id)]
+        done = doc.page_count - len(todo)
+        if progress:
+            progress(done, doc.page_count)
+        for batch in _batches(_extract_all(doc, index.settings, todo, report), PAGES_PER_BATCH):
+            index.store.upsert_pages(encode_pages(index, book, batch))
+            done += len(batch)
+            report.pages_indexed += len(batch)
+            if progress:
+                progress(done + len(report.page_errors), doc.page_count)
+    book.failed_pages = sorted(e.page for e in report.page_errors if e.page is not None)
+    book.status = "complete"
+    index.store.put_book(book)
+    report.replaced = _remove_replaced(index, book)
+    report.status = "indexed"
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _start_book(
+    index: PageIndex, path: Path, book_id: str, doc, meta: BookMeta, existing: BookRecord | None
+) -> BookRecord:
+    info = pdf_metadata(doc)
+    book = BookRecord(
+        book_id=book_id,
+        title=meta.title or info.get("title") or path.stem,
+        edition=meta.edition,
+        license=meta.license,
+        source_name=path.name,
+        organ_systems=list(meta.organ_systems),
+        page_count=doc.page_count,
+        status="indexing",
+        added_at=existing.added_at if existing else datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    index.encoders  # refuse a mismatched index before anything is written
+    index.store.put_book(book)
+    return book
+
+
+def _extract_all(doc, settings: Settings, pages: list[int], report: IndexReport) -> Iterator[ExtractedPage]:
+    """Extract pages in order; a page that fails is reported and skipped, the rest go on."""
+    remaining = list(pages)
+    while remaining:
+        try:
+            for page in extract_pages(doc, settings, remaining):
+                remaining.remove(page.page)
+                yield page
+        except BadPdfError as error:
+            log.warning("%s", error)
+            report.page_errors.append(error)
+            if error.page not in remaining:  # not a page error: the rest cannot be read either
+                return
+            remaining = remaining[remaining.index(error.page) + 1 :]
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage]) -> list[PagePoint]:
+    """Page images stored, every channel's vectors computed; ready to upsert."""
+    encoders = index.encoders
+    page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
+    points = []
+    for page, visual in zip(pages, page_vectors):
+        record = PageRecord(
+            book_id=book.book_id,
+            title=book.title,
+            page=page.page,
+            page_label=page.label,
+            section_path=page.section_path,
+            text=page.text,
+            captions=page.captions,
+            organ_systems=book.organ_systems,
+            content_hash=hashlib.sha256(page.text.encode()).hexdigest()[:16],
+            image_key=index.images.put(page.image),
+            ocr=page.ocr,
+        )
+        point = PagePoint(point_id=page_point_id(book.book_id, page.page), record=record)
+        chunks = encoders.text.chunk(page.text)
+        if chunks:  # a multivector cannot be empty: a page without text has no text vector
+            point.multi[TEXT] = encoders.text.embed_documents(chunks)
+        lexical = merge_weighted(
+            [
+                (encoders.sparse.embed_document(page.text), 1.0),
+                (encoders.sparse.embed_document(" ".join(page.headings + page.captions)), HEADING_BOOST),
+            ]
+        )
+        if lexical.indices:
+            point.sparse[BM25] = lexical
+        if visual is not None:
+            point.multi[PAGE] = visual
+            point.dense[PAGE_POOLED] = encoders.page.pooled(visual)
+        points.append(point)
+    return points
+
+
+def _keep_source_copy(settings: Settings, path: Path, book_id: str) -> None:
+    """A copy of the PDF under the data directory, so `reindex` needs no access to the original."""
+    target = settings.books_dir / f"{book_id}.pdf"
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, tmp)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, target)
+
+
+def _remove_replaced(index: PageIndex, book: BookRecord) -> list[str]:
+    """Older books indexed from a file of the same name are replaced by this one."""
+    old = [b.book_id for b in index.store.list_books() if b.source_name == book.source_name and b.book_id != book.book_id]
+    for book_id in old:
+        remove_book(index, book_id)
+    return old
+
+
+def remove_book(index: PageIndex, book_id: str) -> bool:
+    """Remove a book, its pages and its source copy. False if there is no such book.
+
+    The record is first marked `removing` (not searchable), so a crash part-way leaves nothing
+    visible and running the removal again finishes it.
+    """
+    book = index.store.get_book(book_id)
+    if book is None:
+        return False
+    book.status = "removing"
+    index.store.put_book(book)
+    index.store.delete_book_pages(book_id)
+    index.store.delete_book(book_id)
+    (index.settings.books_dir / f"{book_id}.pdf").unlink(missing_ok=True)
+    return True
+
+
+def reindex(settings: Settings, book_id: str | None = None, progress: Callable[[str], Progress] | None = None) -> list[IndexReport]:
+    """Rebuild books from their stored source copies with the configured encoders.
+
+    Without `book_id` the whole index is dropped and rebuilt (needed after changing encoders);
+    the list of books is saved first, so an interrupted rebuild resumes from it.
+    """
+    plan_path = settings.data_dir / "reindex-plan.json"
+    if book_id is None:
+        if plan_path.exists():
+            books = [BookRecord.model_validate(b) for b in json.loads(plan_path.read_text())]
+        else:
+            index = PageIndex(settings)
+            books = index.store.list_books()
+            plan_path.parent.mkdir(parents=True, exist_ok=True)
+            plan_path.write_text(json.dumps([b.model_dump() for b in books]))
+            index.store.drop()
+            index.close()
+    index = PageIndex(settings)
+    try:
+        if book_id is not None:
+            book = index.store.get_book(book_id)
+            if book is None:
+                raise KeyError(f"no book with id {book_id!r} in the index")
+            books = [book]
+            index.encoders  # a single book can only be rebuilt with the encoders the index was built with
+            index.store.delete_book_pages(book_id)
+            book.status = "indexing"
+            index.store.put_book(book)
+        reports = []
+        for book in books:
+            source = settings.books_dir / f"{book.book_id}.pdf"
+            meta = BookMeta(book.title, book.edition, book.license, book.organ_systems)
+            report = index_pdf(index, source, meta, progress(book.title) if progress else None)
+            if report.status != "failed":
+                _restore_source_name(index, book)
+            reports.append(report)
+        plan_path.unlink(missing_ok=True)
+        return reports
+    finally:
+        index.close()
+
+
+def _restore_source_name(index: PageIndex, old: BookRecord) -> None:
+    book = index.store.get_book(old.book_id)
+    if book is not None and book.source_name != old.source_name:
+        book.source_name, book.added_at = old.source_name, old.added_at
+        index.store.put_book(book)

@@ -1,0 +1,254 @@
+"""The `pathorag` command line: index textbooks and search their pages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import rag  # noqa: F401  (torch/torchvision compatibility before any model library is imported)
+from rag.settings import Settings
+
+app = typer.Typer(help="Pathology textbook RAG: index books, search pages.", no_args_is_help=True)
+index_app = typer.Typer(help="Add, list, remove and rebuild indexed textbooks.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+console = Console(stderr=True)
+out = Console()
+
+
+class CliError(Exception):
+    """An error whose message is all the user needs."""
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    from rag.encoders.devices import EncoderLoadError
+    from rag.page_index import EncoderMismatchError
+    from rag.search import SearchError
+    from rag.store import StoreError
+
+    try:
+        yield
+    except (CliError, EncoderLoadError, EncoderMismatchError, SearchError, StoreError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        console.print(f"[red]error:[/red] {message}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return Settings()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _page_progress(progress: Progress, description: str):
+    task = progress.add_task(description, total=None, rate="")
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+        speed = progress.tasks[task].speed
+        progress.update(task, rate=f"{speed:.2f} pages/s" if speed else "")
+
+    return update
+
+
+def _print_report(report) -> None:
+    if report.status == "failed":
+        console.print(f"[red]failed[/red] {report.error}", highlight=False)
+        return
+    line = f"{report.status}: {report.path.name} (book {report.book_id}"
+    line += f", {report.pages_indexed} pages in {report.seconds:.1f} s)" if report.pages_indexed else ")"
+    console.print(line, highlight=False)
+    for error in report.page_errors:
+        console.print(f"[red]page skipped[/red] {error}", highlight=False)
+    for old in report.replaced:
+        console.print(f"replaced the older version of this file (book {old})", highlight=False)
+
+
+@index_app.command("add")
+def index_add(
+    pdfs: Annotated[list[Path], typer.Argument(help="PDF files to index.")],
+    title: Annotated[Optional[str], typer.Option(help="Book title (one PDF only).")] = None,
+    edition: Annotated[str, typer.Option(help="Edition, e.g. '10th'.")] = "",
+    license: Annotated[str, typer.Option(help="Licence of the book.")] = "",
+    organ: Annotated[Optional[list[str]], typer.Option(help="Organ-system tag (repeatable).")] = None,
+) -> None:
+    """Index PDFs. Adding the same file again does nothing; an interrupted run resumes."""
+    from indexer.jobs import BookMeta, index_pdf
+    from rag.page_index import PageIndex
+
+    with _user_errors():
+        if title and len(pdfs) > 1:
+            raise CliError("--title applies to one PDF; index the files one by one to title each")
+        index = PageIndex(_settings())
+        failed = False
+        try:
+            with _progress() as progress:
+                for pdf in pdfs:
+                    meta = BookMeta(title or "", edition, license, list(organ or []))
+                    report = index_pdf(index, pdf, meta, _page_progress(progress, pdf.name))
+                    progress.console.print()  # keep the finished bar, report below it
+                    _print_report(report)
+                    failed |= not report.ok
+        finally:
+            index.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@index_app.command("list")
+def index_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List indexed books."""
+    from rag.page_index import PageIndex
+
+    with _user_errors():
+        index = PageIndex(_settings())
+        try:
+            books = index.store.list_books()
+            counts = {book.book_id: index.store.count_pages(book.book_id) for book in books}
+        finally:
+            index.close()
+    if as_json:
+        out.print_json(json.dumps([book.model_dump() | {"pages_indexed": counts[book.book_id]} for book in books]))
+        return
+    table = Table("book id", "title", "pages", "status", "file")
+    for book in books:
+        status = book.status + (f" ({len(book.failed_pages)} pages failed)" if book.failed_pages else "")
+        table.add_row(book.book_id, book.title, f"{counts[book.book_id]}/{book.page_count}", status, book.source_name)
+    out.print(table)
+
+
+def _resolve_book(index, ref: str) -> str:
+    """A book id, a unique id prefix, or the file name it was indexed from."""
+    books = index.store.list_books()
+    matches = [b for b in books if b.book_id == ref] or [
+        b for b in books if b.book_id.startswith(ref) or b.source_name == ref
+    ]
+    if len(matches) != 1:
+        reason = "no book matches" if not matches else "several books match"
+        raise CliError(f"{reason} {ref!r}; see `pathorag index list`")
+    return matches[0].book_id
+
+
+@index_app.command("remove")
+def index_remove(book: Annotated[str, typer.Argument(help="Book id, id prefix or file name.")]) -> None:
+    """Remove a book and its pages."""
+    from indexer.jobs import remove_book
+    from rag.page_index import PageIndex
+
+    with _user_errors():
+        index = PageIndex(_settings())
+        try:
+            book_id = _resolve_book(index, book)
+            remove_book(index, book_id)
+        finally:
+            index.close()
+    console.print(f"removed book {book_id}")
+
+
+@index_app.command("reindex")
+def index_reindex(
+    book: Annotated[Optional[str], typer.Argument(help="Only this book (id, prefix or file name).")] = None,
+) -> None:
+    """Rebuild the index with the configured encoders (all books, or one)."""
+    from indexer.jobs import reindex
+    from rag.page_index import PageIndex
+
+    settings = _settings()
+    with _user_errors():
+        book_id = None
+        if book:
+            index = PageIndex(settings)
+            try:
+                book_id = _resolve_book(index, book)
+            finally:
+                index.close()
+        with _progress() as progress:
+            reports = reindex(settings, book_id, lambda title: _page_progress(progress, title))
+    for report in reports:
+        _print_report(report)
+    if not all(report.ok for report in reports):
+        raise typer.Exit(1)
+
+
+@app.command("search")
+def search(
+    text: Annotated[str, typer.Argument(help="Text query (may be empty with --image).")] = "",
+    image: Annotated[Optional[Path], typer.Option(help="Query image (e.g. a histology picture).")] = None,
+    book: Annotated[Optional[list[str]], typer.Option(help="Only this book (repeatable).")] = None,
+    organ: Annotated[Optional[list[str]], typer.Option(help="Only this organ system (repeatable).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=200, help="Pages to return.")] = None,
+    channel: Annotated[Optional[list[str]], typer.Option(help="Use only this channel (repeatable): bm25, text, page, image.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search indexed pages by text, by image, or both."""
+    from rag.page_index import PageIndex
+    from rag.search import SearchQuery, search_pages
+
+    with _user_errors():
+        index = PageIndex(_settings())
+        try:
+            query = SearchQuery(
+                text=text,
+                image=_load_image(image) if image else None,
+                books=[_resolve_book(index, ref) for ref in book or []],
+                organ_systems=list(organ or []),
+                top_k=top_k,
+                channels=tuple(channel) if channel else None,
+            )
+            hits = search_pages(index, query)
+        finally:
+            index.close()
+    if as_json:
+        out.print_json(json.dumps([hit.model_dump() for hit in hits]))
+        return
+    if not hits:
+        out.print("No pages found (is anything indexed? see `pathorag index list`).")
+        return
+    for rank, hit in enumerate(hits, start=1):
+        section = " > ".join(hit.section_path)
+        out.print(f"[bold]{rank}. {hit.title}[/bold], page {hit.page_label or hit.page} (pdf page {hit.page})  score {hit.score:.3f}", highlight=False)
+        if section:
+            out.print(f"   {section}", highlight=False)
+        out.print(f"   {hit.snippet}", highlight=False)
+
+
+def _load_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise CliError(f"{path}: not a readable image ({error})") from None
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,211 @@
+"""Page search: one ranked lookup per channel, then score fusion.
+
+Channels:
+- `bm25`: lexical, sparse BM25 with engine-side IDF;
+- `text`: the query's sentence embedding against each page's text chunks (best chunk);
+- `page`: the text query embedded by the page encoder, pooled-vector prefetch then exact MaxSim;
+- `image`: the user's image embedded by the page encoder, same prefetch + MaxSim (joint queries
+  rank by text and by the image at once).
+
+Fusion is distribution-based by default: each channel's candidate scores are scaled by their own
+mean +- 3 std (as Qdrant's DBSF does), so a channel with a clear winner counts more than one with a
+flat list; reciprocal-rank fusion is the alternative. A page missing from a channel's list takes
+that list's lowest score, a bound on what it would have had.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
+from rag.models import PageHit
+from rag.page_index import PageIndex
+from rag.store import ChannelQuery, PageFilter, ScoredId
+
+log = logging.getLogger(__name__)
+
+TEXT_CHANNELS = ("bm25", "text", "page")
+ALL_CHANNELS = (*TEXT_CHANNELS, "image")
+SNIPPET_CHARS = 320
+
+
+class SearchError(ValueError):
+    """A search that cannot be served as asked (the message says why)."""
+
+
+@dataclass
+class SearchQuery:
+    text: str = ""
+    image: Image.Image | None = None
+    books: list[str] = field(default_factory=list)
+    organ_systems: list[str] = field(default_factory=list)
+    top_k: int | None = None
+    channels: tuple[str, ...] | None = None  # None: every channel the query and the index allow
+
+
+def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
+    """The best pages for a text and/or image query, best first."""
+    settings = index.settings
+    top_k = query.top_k or settings.top_k
+    channels = _channels(index, query)
+    page_filter = _page_filter(index, query)
+    if page_filter is None:
+        return []
+    limit = max(settings.prefetch_limit, top_k)
+    rankings = {name: index.store.search(_channel_query(index, query, name, limit), page_filter) for name in channels}
+    fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
+    records = index.store.get_pages([point_id for point_id, _ in fused])
+    hits = []
+    for point_id, score in fused:
+        record = records[point_id]
+        hits.append(
+            PageHit(
+                book_id=record.book_id,
+                title=record.title,
+                page=record.page,
+                page_label=record.page_label,
+                section_path=record.section_path,
+                score=score,
+                channel_scores=_channel_values(rankings, point_id, lambda rank, hit: hit.score),
+                channel_ranks=_channel_values(rankings, point_id, lambda rank, hit: rank),
+                snippet=make_snippet(record.text, query.text),
+                image_key=record.image_key,
+                text=record.text,
+            )
+        )
+    return hits
+
+
+def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
+    if not query.text.strip() and query.image is None:
+        raise SearchError("a search needs a text query, an image, or both")
+    asked = query.channels or ALL_CHANNELS
+    unknown = set(asked) - set(ALL_CHANNELS)
+    if unknown:
+        raise SearchError(f"unknown channel(s) {sorted(unknown)}; choose from {list(ALL_CHANNELS)}")
+    visual = index.encoders.page is not None
+    if query.image is not None and not visual and (query.channels is None or "image" in asked):
+        raise SearchError(
+            "image search needs a page encoder, and the visual channel is off "
+            "(set PATHORAG_PAGE_ENCODER to a ColPali-family model and reindex)"
+        )
+    usable = []
+    for name in asked:
+        if name in TEXT_CHANNELS and not query.text.strip():
+            continue
+        if name == "image" and query.image is None:
+            continue
+        if name in ("page", "image") and not visual:
+            continue
+        usable.append(name)
+    if not usable:
+        raise SearchError(f"none of the channels {list(asked)} can serve this query")
+    return usable
+
+
+def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
+    """Only books whose indexing completed are searchable. None: nothing can match."""
+    complete = {book.book_id for book in index.complete_books()}
+    if query.books:
+        unknown = set(query.books) - {book.book_id for book in index.store.list_books()}
+        if unknown:
+            raise SearchError(f"unknown book id(s): {', '.join(sorted(unknown))}")
+        complete &= set(query.books)
+    if not complete:
+        return None
+    return PageFilter(book_ids=sorted(complete), organ_systems=list(query.organ_systems))
+
+
+def _channel_query(index: PageIndex, query: SearchQuery, channel: str, limit: int) -> ChannelQuery:
+    encoders = index.encoders
+    if channel == "bm25":
+        return ChannelQuery(BM25, encoders.sparse.embed_query(query.text), limit)
+    if channel == "text":
+        return ChannelQuery(TEXT, encoders.text.embed_query(query.text)[None, :], limit)
+    if channel == "page":
+        vectors = encoders.page.embed_queries([query.text])[0]
+    else:
+        vectors = encoders.page.embed_query_images([query.image])[0]
+    # The pooled prefetch keeps exact MaxSim cheap; it looks wider than the final list to keep recall.
+    prefetch = ChannelQuery(PAGE_POOLED, encoders.page.pooled(vectors), limit * 4)
+    return ChannelQuery(PAGE, vectors, limit, prefetch=prefetch)
+
+
+def _weights(index: PageIndex, channels: list[str]) -> dict[str, float]:
+    s = index.settings
+    table = {"bm25": s.weight_bm25, "text": s.weight_text, "page": s.weight_page, "image": s.weight_image}
+    return {name: table[name] for name in channels}
+
+
+def fuse(
+    rankings: dict[str, list[ScoredId]], weights: dict[str, float], method: str, rrf_k: int = 60
+) -> list[tuple[str, float]]:
+    """Fuse per-channel rankings into one list of (point id, score), best first."""
+    candidates = sorted({hit.point_id for hits in rankings.values() for hit in hits})
+    totals = dict.fromkeys(candidates, 0.0)
+    for channel, hits in rankings.items():
+        if not hits:
+            continue
+        weight = weights[channel]
+        if method == "rrf":
+            for rank, hit in enumerate(hits, start=1):
+                totals[hit.point_id] += weight / (rrf_k + rank)
+            continue
+        scores = np.array([hit.score for hit in hits])
+        low, high = scores.mean() - 3 * scores.std(), scores.mean() + 3 * scores.std()
+        span = high - low if high > low else 1.0
+        by_id = {hit.point_id: hit.score for hit in hits}
+        floor = scores.min()
+        for point_id in candidates:
+            totals[point_id] += weight * (by_id.get(point_id, floor) - low) / span
+    # Ties (equal fused scores) keep a stable, reproducible order.
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _channel_values(rankings: dict[str, list[ScoredId]], point_id: str, value) -> dict:
+    out = {}
+    for channel, hits in rankings.items():
+        for rank, hit in enumerate(hits, start=1):
+            if hit.point_id == point_id:
+                out[channel] = value(rank, hit)
+                break
+    return out
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
+_STOP = frozenset(
+    "the and for are was were with that this which what when where who whom how why does did from into "
+    "than then they them their there these those have has had not but its his her book page text".split()
+)
+
+
+def _query_terms(text: str) -> set[str]:
+    return {w.lower()[:6] for w in _WORD.findall(text) if w.lower() not in _STOP}
+
+
+def make_snippet(page_text: str, query_text: str, max_chars: int = SNIPPET_CHARS) -> str:
+    """The passage of the page that shares most words with the query, matched words in **bold**."""
+    terms = _query_terms(query_text)
+    sentences = [s for s in re.split(r"(?<=[.;:!?])\s+", " ".join(page_text.split())) if s]
+    if not sentences:
+        return ""
+
+    def matches(sentence: str) -> int:
+        return len({w.lower()[:6] for w in _WORD.findall(sentence)} & terms)
+
+    best = max(range(len(sentences)), key=lambda i: (matches(sentences[i]), -i)) if terms else 0
+    passage = sentences[best]
+    for follower in sentences[best + 1 :]:
+        if len(passage) + len(follower) + 1 > max_chars:
+            break
+        passage += " " + follower
+    if len(passage) > max_chars:
+        passage = passage[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+    if not terms:
+        return passage
+    return _WORD.sub(lambda m: f"**{m.group(0)}**" if m.group(0).lower()[:6] in terms else m.group(0), passage)
