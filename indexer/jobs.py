@@ -95,7 +95,8 @@ def index_pdf(
     with doc:
         book = _start_book(index, path, book_id, doc, meta or BookMeta(), existing)
         _keep_source_copy(index.settings, path, book_id)
-        todo = [n for n in range(1, doc.page_count + 1) if n not in index.store.page_numbers(book_id)]
+        stored = index.store.page_numbers(book_id)
+        todo = [n for n in range(1, doc.page_count + 1) if n not in stored]
         done = doc.page_count - len(todo)
         if progress:
             progress(done, doc.page_count)

@@ -28,3 +28,93 @@ def text_encoder():
     from rag.settings import Settings
 
     return load_text_encoder(Settings(text_encoder="sentence-transformers/all-MiniLM-L6-v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_page_encoder(tiny_colqwen2_path: Path):
+    """The tiny ColQwen2 loaded as a page encoder on the CPU, once per session."""
+    from rag.encoders.page import load_page_encoder
+    from rag.settings import Settings
+
+    return load_page_encoder(Settings(_env_file=None, page_encoder=str(tiny_colqwen2_path), device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def text_only_encoders(text_encoder):
+    """Encoders of an index built with `page_encoder="none"`: MiniLM text chunks and BM25, no visual channel."""
+    from rag.encoders import Encoders
+    from rag.encoders.sparse import Bm25Encoder
+
+    return Encoders(text=text_encoder, sparse=Bm25Encoder(), page=None)
+
+
+@pytest.fixture(scope="session")
+def visual_encoders(text_encoder, tiny_page_encoder):
+    """Encoders of an index built with the tiny ColQwen2 (`page_encoder=str(tiny_colqwen2_path)`)."""
+    from rag.encoders import Encoders
+    from rag.encoders.sparse import Bm25Encoder
+
+    return Encoders(text=text_encoder, sparse=Bm25Encoder(), page=tiny_page_encoder)
+
+
+# --- a small pathology textbook: one distinct topic per page ---------------------------------
+
+# (heading, body) per page; page n of the book is PATHOLOGY_PAGES[n - 1].
+PATHOLOGY_PAGES = [
+    (
+        "Granulomatous inflammation",
+        "A granuloma is a compact aggregate of epithelioid macrophages, often rimmed by lymphocytes. "
+        "Langhans giant cells have nuclei arranged in a horseshoe at the periphery. Sarcoidosis forms "
+        "non-necrotizing granulomas in the hilar lymph nodes.",
+    ),
+    (
+        "Hodgkin lymphoma",
+        "Reed-Sternberg cells are large binucleate cells with prominent owl-eye nucleoli. They express "
+        "CD15 and CD30 and sit in a background of reactive lymphocytes, eosinophils and plasma cells.",
+    ),
+    (
+        "Caseous necrosis",
+        "Caseous necrosis is a cheese-like, friable white necrosis typical of tuberculous infection. "
+        "Microscopically the necrotic focus is amorphous granular pink debris without cell outlines.",
+    ),
+    (
+        "Cirrhosis",
+        "Cirrhosis of the liver converts the normal architecture into regenerative parenchymal nodules "
+        "surrounded by dense fibrous septa. Chronic alcohol abuse and viral hepatitis are common causes.",
+    ),
+    (
+        "Glomerulonephritis",
+        "Rapidly progressive glomerulonephritis shows crescents of proliferating parietal epithelial "
+        "cells and macrophages filling Bowman space in most glomeruli of the kidney.",
+    ),
+    (
+        "Squamous cell carcinoma",
+        "Squamous cell carcinoma of the lung forms keratin pearls and shows intercellular bridges "
+        "between polygonal tumour cells with abundant eosinophilic cytoplasm.",
+    ),
+]
+PATHOLOGY_TOC = [
+    (1, "Inflammation", 1),
+    (2, "Granulomatous inflammation", 1),
+    (1, "Hematopathology", 2),
+    (2, "Hodgkin lymphoma", 2),
+    (1, "Cell injury", 3),
+    (2, "Caseous necrosis", 3),
+    (1, "Liver", 4),
+    (1, "Kidney", 5),
+    (1, "Lung", 6),
+]
+PATHOLOGY_FIRST_LABEL = 101  # printed page numbers start at 101
+
+
+def write_pathology_book(path: Path, title: str = "Essentials of Pathology") -> Path:
+    """The six-page pathology book above, with an outline, printed page labels and a title."""
+    from tests.pdf_factory import PageSpec, write_text_pdf
+
+    return write_text_pdf(
+        path,
+        [PageSpec(text=body, heading=heading) for heading, body in PATHOLOGY_PAGES],
+        toc=PATHOLOGY_TOC,
+        labels=[{"startpage": 0, "style": "D", "firstpagenum": PATHOLOGY_FIRST_LABEL}],
+        metadata={"title": title},
+    )

@@ -1,0 +1,297 @@
+"""Page search over real indexes (qdrant-edge, MiniLM, BM25, tiny ColQwen2) and the fusion of channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from indexer.jobs import BookMeta, index_pdf
+from rag.page_index import PageIndex
+from rag.search import SearchError, SearchQuery, fuse, search_pages
+from rag.settings import Settings
+from rag.store import ScoredId
+from tests import pdf_factory
+from tests.conftest import PATHOLOGY_FIRST_LABEL, PATHOLOGY_PAGES, write_pathology_book
+
+RENAL_PAGES = [
+    pdf_factory.PageSpec(
+        heading="Crescentic glomerulonephritis",
+        text="Crescents are proliferations of parietal epithelial cells and macrophages in Bowman space. "
+        "Fibrin leaks into Bowman space through ruptured glomerular capillaries of the kidney.",
+    ),
+    pdf_factory.PageSpec(
+        heading="Membranous nephropathy",
+        text="Subepithelial immune deposits thicken the glomerular basement membrane, which forms spikes "
+        "around the deposits on silver stains; the patients have the nephrotic syndrome.",
+    ),
+]
+
+
+@dataclass
+class Library:
+    index: PageIndex
+    general: str  # book id of the six-page pathology book, organ system "general"
+    renal: str  # book id of the two-page renal book, organ system "kidney"
+
+
+def _settings(root: Path, page_encoder: str) -> Settings:
+    return Settings(_env_file=None, data_dir=root / "data", page_encoder=page_encoder, ocr=False, render_dpi=72)
+
+
+def _build(index: PageIndex, root: Path) -> Library:
+    general = index_pdf(index, write_pathology_book(root / "essentials.pdf"), BookMeta(organ_systems=["general"]))
+    renal_pdf = pdf_factory.write_text_pdf(root / "renal.pdf", RENAL_PAGES)
+    renal = index_pdf(index, renal_pdf, BookMeta(title="Renal Pathology", organ_systems=["kidney"]))
+    assert general.ok and renal.ok
+    return Library(index, general.book_id, renal.book_id)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, text_only_encoders):
+    """Two books indexed without a page encoder (text channels only), shared by the module's read-only tests."""
+    root = tmp_path_factory.mktemp("search-text")
+    index = PageIndex(_settings(root, "none"), encoders=text_only_encoders)
+    yield _build(index, root)
+    index.close()
+
+
+@pytest.fixture(scope="module")
+def visual_library(tmp_path_factory: pytest.TempPathFactory, visual_encoders, tiny_colqwen2_path: Path):
+    """The same books indexed with the tiny ColQwen2 as page encoder (all four channels)."""
+    root = tmp_path_factory.mktemp("search-visual")
+    index = PageIndex(_settings(root, str(tiny_colqwen2_path)), encoders=visual_encoders)
+    yield _build(index, root)
+    index.close()
+
+
+def search(library: Library, text: str = "", **query) -> list:
+    return search_pages(library.index, SearchQuery(text=text, **query))
+
+
+def histology_picture() -> Image.Image:
+    """A stand-in for a user's H&E picture: pink stroma with purple nuclei."""
+    image = Image.new("RGB", (320, 240), (235, 170, 200))
+    draw = ImageDraw.Draw(image)
+    for x in range(20, 320, 45):
+        for y in range(20, 240, 40):
+            draw.ellipse((x, y, x + 18, y + 14), fill=(90, 40, 130))
+    return image
+
+
+# --- text search -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "page"),
+    [
+        ("horseshoe arrangement of nuclei in Langhans giant cells", 1),
+        ("Reed-Sternberg cells with owl-eye nucleoli", 2),
+        ("cheese-like caseous necrosis in tuberculosis", 3),
+        ("regenerative nodules and fibrous septa in the liver", 4),
+        ("keratin pearls and intercellular bridges", 6),
+    ],
+)
+def test_text_search_finds_the_page_of_the_topic(library: Library, query: str, page: int) -> None:
+    hits = search(library, query)
+    assert (hits[0].book_id, hits[0].page) == (library.general, page)
+
+
+@pytest.mark.parametrize(
+    ("channel", "query", "page"),
+    [
+        ("bm25", "owl-eye nucleoli", 2),
+        ("bm25", "keratin pearls", 6),
+        ("text", "binucleate giant tumour cells of Hodgkin disease", 2),  # meaning, not shared words
+        ("text", "scarring of the hepatic parenchyma", 4),
+    ],
+)
+def test_each_text_channel_alone(library: Library, channel: str, query: str, page: int) -> None:
+    hits = search(library, query, channels=(channel,), books=[library.general])
+    assert (hits[0].book_id, hits[0].page) == (library.general, page)
+    assert all(set(hit.channel_scores) == {channel} == set(hit.channel_ranks) for hit in hits)
+    assert hits[0].channel_ranks[channel] == 1
+
+
+def test_page_hit_fields(library: Library) -> None:
+    hits = search(library, "Reed-Sternberg cells", top_k=3)
+
+    assert len(hits) == 3
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    top = hits[0]
+    assert (top.book_id, top.title, top.page) == (library.general, "Essentials of Pathology", 2)
+    assert top.page_label == str(PATHOLOGY_FIRST_LABEL + 1)
+    assert top.section_path == ["Hematopathology", "Hodgkin lymphoma"]
+    assert "**Reed-Sternberg**" in top.snippet and "**cells**" in top.snippet
+    assert top.snippet.replace("**", "") in " ".join(top.text.split())
+    assert set(top.channel_scores) == {"bm25", "text"} and top.channel_ranks["bm25"] == 1
+    assert top.score > 0 and all(value > 0 for value in top.channel_scores.values())
+    assert library.index.images.exists(top.image_key)
+    assert top.text.startswith("Hodgkin lymphoma")  # the page text rides along for the agent...
+    assert "text" not in top.model_dump()  # ...but is not part of the serialised hit
+
+
+def test_book_filter(library: Library) -> None:
+    query = "crescents in Bowman space"
+    assert {hit.book_id for hit in search(library, query)} == {library.general, library.renal}
+
+    only_renal = search(library, query, books=[library.renal])
+    assert {hit.book_id for hit in only_renal} == {library.renal}
+    assert only_renal[0].page == 1
+    only_general = search(library, query, books=[library.general])
+    assert {hit.book_id for hit in only_general} == {library.general}
+    assert only_general[0].page == 5
+
+
+def test_organ_system_filter(library: Library) -> None:
+    query = "glomerular basement membrane"
+    kidney = search(library, query, organ_systems=["kidney"])
+    assert kidney and {hit.book_id for hit in kidney} == {library.renal}
+    assert kidney[0].page == 2
+    general = search(library, query, organ_systems=["general"])
+    assert general and {hit.book_id for hit in general} == {library.general}
+    assert {hit.book_id for hit in search(library, query, organ_systems=["kidney", "general"])} == {
+        library.general,
+        library.renal,
+    }
+    assert search(library, query, organ_systems=["bone"]) == []
+
+
+def test_unknown_book_id_is_an_error(library: Library) -> None:
+    with pytest.raises(SearchError, match="unknown book id.*no-such-book"):
+        search(library, "granuloma", books=[library.general, "no-such-book"])
+
+
+@pytest.mark.parametrize("text", ["", "   \n "])
+def test_empty_query_is_an_error(library: Library, text: str) -> None:
+    with pytest.raises(SearchError, match="needs a text query, an image, or both"):
+        search(library, text)
+
+
+def test_unknown_or_unusable_channels_are_errors(library: Library) -> None:
+    with pytest.raises(SearchError, match="unknown channel"):
+        search(library, "granuloma", channels=("bm25", "colour"))
+    with pytest.raises(SearchError, match="none of the channels"):
+        search(library, "granuloma", channels=("page",))  # no page encoder in this index
+
+
+@pytest.mark.parametrize("text", ["", "Reed-Sternberg cells"])
+def test_image_query_without_page_encoder_is_a_clear_error(library: Library, text: str) -> None:
+    with pytest.raises(SearchError, match="image search needs a page encoder.*PATHORAG_PAGE_ENCODER"):
+        search(library, text, image=histology_picture())
+
+
+# --- the visual channels (tiny random ColQwen2: rankings are arbitrary, the plumbing is real) ---------
+
+
+def test_image_query(visual_library: Library) -> None:
+    hits = search(visual_library, image=histology_picture(), top_k=5)
+
+    assert len(hits) == 5
+    assert all(set(hit.channel_scores) == {"image"} for hit in hits)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    assert all(hit.snippet for hit in hits)  # no query words: the page's first passage, unmarked
+    assert not any("**" in hit.snippet for hit in hits)
+
+
+def test_joint_text_and_image_query(visual_library: Library) -> None:
+    hits = search(visual_library, "Reed-Sternberg cells with owl-eye nucleoli", image=histology_picture())
+
+    assert hits
+    assert {"image", "page"} <= set(hits[0].channel_scores)
+    assert set().union(*(hit.channel_scores for hit in hits)) == {"bm25", "text", "page", "image"}
+    assert (visual_library.general, 2) in [(hit.book_id, hit.page) for hit in hits[:3]]
+    assert "**Reed-Sternberg**" in hits[0].snippet or "**Reed-Sternberg**" in hits[1].snippet
+
+
+def test_text_query_uses_the_page_channel_and_filters_apply(visual_library: Library) -> None:
+    hits = search(visual_library, "crescents in Bowman space", organ_systems=["kidney"])
+    assert hits and {hit.book_id for hit in hits} == {visual_library.renal}
+    assert all("page" in hit.channel_scores for hit in hits)
+    only_page = search(visual_library, "granuloma", channels=("page",), books=[visual_library.general])
+    assert len(only_page) == len(PATHOLOGY_PAGES)
+    assert all(set(hit.channel_scores) == {"page"} for hit in only_page)
+
+
+# --- fusion ------------------------------------------------------------------------------------------
+
+
+def ranked(*pairs: tuple[str, float]) -> list[ScoredId]:
+    return [ScoredId(point_id, score) for point_id, score in pairs]
+
+
+EQUAL = {"bm25": 1.0, "text": 1.0}
+
+
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
+def test_fuse_page_first_in_both_channels_wins(method: str) -> None:
+    rankings = {
+        "bm25": ranked(("a", 12.0), ("b", 11.0), ("c", 1.0)),
+        "text": ranked(("a", 0.9), ("c", 0.5), ("b", 0.1)),
+    }
+
+    fused = fuse(rankings, EQUAL, method)
+
+    assert fused[0][0] == "a"
+    assert {point_id for point_id, _ in fused} == {"a", "b", "c"}
+    assert [score for _, score in fused] == sorted((score for _, score in fused), reverse=True)
+
+
+def test_fuse_rrf_scores_and_missing_pages() -> None:
+    rankings = {"bm25": ranked(("a", 5.0), ("b", 3.0)), "text": ranked(("b", 0.8))}
+
+    fused = dict(fuse(rankings, EQUAL, "rrf", rrf_k=60))
+
+    assert fused["a"] == pytest.approx(1 / 61)  # missing from `text`: nothing from it
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_fuse_rrf_ties_keep_a_stable_order() -> None:
+    rankings = {"bm25": ranked(("b", 5.0), ("a", 3.0)), "text": ranked(("a", 0.8), ("b", 0.2))}
+    assert [point_id for point_id, _ in fuse(rankings, EQUAL, "rrf")] == ["a", "b"]
+
+
+def test_fuse_distribution_based_scores_and_missing_pages() -> None:
+    rankings = {
+        "bm25": ranked(("a", 3.0), ("b", 2.0), ("c", 1.0)),
+        "text": ranked(("b", 0.9), ("c", 0.1)),  # `a` missing: it takes the list's lowest score
+    }
+
+    fused = dict(fuse(rankings, EQUAL, "weighted"))
+
+    def scaled(score: float, scores: list[float]) -> float:
+        mean = sum(scores) / len(scores)
+        std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
+        return (score - (mean - 3 * std)) / (6 * std)
+
+    bm25, text = [3.0, 2.0, 1.0], [0.9, 0.1]
+    assert fused["a"] == pytest.approx(scaled(3.0, bm25) + scaled(0.1, text))
+    assert fused["b"] == pytest.approx(scaled(2.0, bm25) + scaled(0.9, text))
+    assert fused["c"] == pytest.approx(scaled(1.0, bm25) + scaled(0.1, text))
+    # missing from a channel never counts more than being last in it
+    assert fused["a"] - fused["c"] == pytest.approx(scaled(3.0, bm25) - scaled(1.0, bm25))
+
+
+def test_fuse_distribution_based_flat_or_empty_channels() -> None:
+    rankings = {"bm25": ranked(("a", 2.0), ("b", 2.0)), "text": [], "page": ranked(("b", 0.7), ("a", 0.2))}
+
+    fused = fuse(rankings, {"bm25": 1.0, "text": 1.0, "page": 1.0}, "weighted")
+
+    assert [point_id for point_id, _ in fused] == ["b", "a"]  # the flat channel decides nothing
+    assert all(score == score for _, score in fused)  # no NaN from a zero spread
+    assert fuse({"bm25": [], "text": []}, EQUAL, "weighted") == []
+
+
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
+def test_fuse_weights_matter(method: str) -> None:
+    rankings = {"bm25": ranked(("a", 2.0), ("b", 1.0)), "text": ranked(("b", 0.9), ("a", 0.3))}
+
+    def winner(bm25: float, text: float) -> str:
+        return fuse(rankings, {"bm25": bm25, "text": text}, method)[0][0]
+
+    assert winner(2.0, 1.0) == "a"
+    assert winner(1.0, 2.0) == "b"
+    assert winner(1.0, 0.0) == "a"  # a zero weight switches a channel off
+    assert winner(0.0, 1.0) == "b"
