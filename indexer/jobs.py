@@ -23,7 +23,6 @@ from pathlib import Path
 
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
 from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
-from rag.encoders.sparse import merge_weighted
 from rag.models import BookRecord, PagePoint, PageRecord
 from rag.page_index import PageIndex, page_point_id
 from rag.settings import Settings
@@ -31,8 +30,6 @@ from rag.settings import Settings
 log = logging.getLogger(__name__)
 
 PAGES_PER_BATCH = 8
-# Headings and figure captions name what a page is about; they count extra in its lexical vector.
-HEADING_BOOST = 0.5
 Progress = Callable[[int, int], None]  # (pages done, pages in the book)
 
 
@@ -185,12 +182,9 @@ def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage])
         chunks = encoders.text.chunk(page.text)
         if chunks:  # a multivector cannot be empty: a page without text has no text vector
             point.multi[TEXT] = encoders.text.embed_documents(chunks)
-        lexical = merge_weighted(
-            [
-                (encoders.sparse.embed_document(page.text), 1.0),
-                (encoders.sparse.embed_document(" ".join(page.headings + page.captions)), HEADING_BOOST),
-            ]
-        )
+        # The page text already holds its headings and captions; extra weight on them was measured
+        # to hurt (BENCHMARKS.md), so the lexical vector is the plain page text.
+        lexical = encoders.sparse.embed_document(page.text)
         if lexical.indices:
             point.sparse[BM25] = lexical
         if visual is not None:

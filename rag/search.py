@@ -25,13 +25,17 @@ from PIL import Image
 from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
 from rag.models import PageHit
 from rag.page_index import PageIndex
+from rag.encoders.sparse import merge_weighted
 from rag.store import ChannelQuery, PageFilter, ScoredId
+from rag.terminology import expand_query
 
 log = logging.getLogger(__name__)
 
 TEXT_CHANNELS = ("bm25", "text", "page")
 ALL_CHANNELS = (*TEXT_CHANNELS, "image")
 SNIPPET_CHARS = 320
+# Expansion terms (other names and spellings) count less than the user's own words.
+EXPANSION_WEIGHT = 0.5
 
 
 class SearchError(ValueError):
@@ -124,7 +128,7 @@ def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
 def _channel_query(index: PageIndex, query: SearchQuery, channel: str, limit: int) -> ChannelQuery:
     encoders = index.encoders
     if channel == "bm25":
-        return ChannelQuery(BM25, encoders.sparse.embed_query(query.text), limit)
+        return ChannelQuery(BM25, _lexical_query(index, query.text), limit)
     if channel == "text":
         return ChannelQuery(TEXT, encoders.text.embed_query(query.text)[None, :], limit)
     if channel == "page":
@@ -134,6 +138,21 @@ def _channel_query(index: PageIndex, query: SearchQuery, channel: str, limit: in
     # The pooled prefetch keeps exact MaxSim cheap; it looks wider than the final list to keep recall.
     prefetch = ChannelQuery(PAGE_POOLED, encoders.page.pooled(vectors), limit * 4)
     return ChannelQuery(PAGE, vectors, limit, prefetch=prefetch)
+
+
+def _lexical_query(index: PageIndex, text: str):
+    sparse = index.encoders.sparse
+    vector = sparse.embed_query(text)
+    expansions = expand_query(text) if index.settings.query_expansion else []
+    if not expansions:
+        return vector
+    extra = sparse.embed_query(" ".join(expansions))
+    own = set(vector.indices)
+    extra_only = [(i, v) for i, v in zip(extra.indices, extra.values) if i not in own]
+    if not extra_only:
+        return vector
+    indices, values = zip(*extra_only)
+    return merge_weighted([(vector, 1.0), (type(vector)(list(indices), list(values)), EXPANSION_WEIGHT)])
 
 
 def _weights(index: PageIndex, channels: list[str]) -> dict[str, float]:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     weight_text: float = Field(1.0, ge=0, description="Fusion weight of the text-chunk (MiniLM) channel.")
     weight_page: float = Field(1.0, ge=0, description="Fusion weight of the page-image channel (text query).")
     weight_image: float = Field(1.0, ge=0, description="Fusion weight of the user's image (image query).")
+    query_expansion: bool = Field(
+        True, description="Add other spellings and historical/modern names of query terms to lexical search."
+    )
     prefetch_limit: int = Field(100, ge=1, description="Candidates prefetched per channel before fusion.")
     top_k: int = Field(10, ge=1, le=200, description="Default number of pages returned by a search.")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -157,6 +158,9 @@ def load_page_encoder(settings: Settings) -> PageEncoder | None:
     device = resolve_device(settings.device)
     auto_name = GPU_DEFAULT if device.startswith("cuda") else CPU_DEFAULT
     try:
+        if not _hub_reachable() and not _in_hub_cache(auto_name):
+            # Fail at once: the hub client would otherwise retry for about a minute.
+            raise EncoderLoadError(auto_name, "not in the local model cache and the model hub is unreachable")
         return _load(auto_name, settings)
     except EncoderLoadError as exc:
         logger.warning(
@@ -166,6 +170,26 @@ def load_page_encoder(settings: Settings) -> PageEncoder | None:
             exc,
         )
         return None
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        httpx.head(constants.ENDPOINT, timeout=timeout_s)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str) or isinstance(
+        try_to_load_from_cache(name, "adapter_config.json"), str
+    )
 
 
 def _load(name: str, settings: Settings) -> PageEncoder:
