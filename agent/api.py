@@ -1,0 +1,222 @@
+"""The agent's Python API: `Agent.run` (one result) and `Agent.stream` (events, then the result).
+
+One `Agent` serves many questions, from many threads at once: it holds the page index, the model
+clients (with one shared concurrency limit) and, once a conversation thread is used, the checkpointer.
+Questions and images are never logged unless `agent_log_content` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from agent.errors import AgentConfigError, AgentInputError
+from agent.graph import build_graph
+from agent.images import ImageInput, load_user_image
+from agent.nodes import RunContext
+from agent.prompts import LETTERS
+from agent.state import AgentResult, AgentState, ResultEvent, StreamEvent
+from agent.threads import Threads, open_threads
+from agent.vlm import ChatModel, Endpoint
+from rag.page_index import PageIndex
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_THREAD_ID_CHARS = 200
+
+
+class Agent:
+    def __init__(self, settings: Settings, index: PageIndex | None = None) -> None:
+        self.settings = settings
+        self.index = index or PageIndex(settings)
+        self._owns_index = index is None
+        self.router, self.answerer = _chat_models(settings)
+        self._graph = build_graph()
+        self._threads: Threads | None = None
+        self._threaded_graph = None
+        self._lock = threading.Lock()
+
+    @property
+    def evidence_only(self) -> bool:
+        """True when no model is configured: answers are ranked evidence pages."""
+        return self.answerer is None
+
+    def run(
+        self,
+        question: str,
+        images: Sequence[ImageInput] = (),
+        choices: Sequence[str] = (),
+        thread_id: str | None = None,
+        books: Sequence[str] = (),
+        organ_systems: Sequence[str] = (),
+    ) -> AgentResult:
+        """Answer one question. Raises `AgentInputError` for unusable input; model faults end in warnings."""
+        for event in self.stream(question, images, choices, thread_id, books, organ_systems):
+            if isinstance(event, ResultEvent):
+                return event.result
+        raise RuntimeError("the agent graph ended without a result")  # a bug, not a user error
+
+    def stream(
+        self,
+        question: str,
+        images: Sequence[ImageInput] = (),
+        choices: Sequence[str] = (),
+        thread_id: str | None = None,
+        books: Sequence[str] = (),
+        organ_systems: Sequence[str] = (),
+    ) -> Iterator[StreamEvent]:
+        """Events as the agent works (route, searches, inspections, reflections), then a `ResultEvent`.
+
+        The input is checked before the first event, so bad input raises before anything is yielded.
+        """
+        started = time.monotonic()
+        question, choices = _check_text(self.settings, question, choices)
+        context = RunContext(
+            settings=self.settings,
+            index=self.index,
+            router=self.router,
+            answerer=self.answerer,
+            images=self._load_images(images),
+            books=self._check_books(books),
+            organ_systems=[name for name in organ_systems if name],
+            deadline=started + self.settings.agent_max_seconds,
+        )
+        graph, config = self._graph, {"recursion_limit": 4 * self.settings.agent_max_turns + 10}
+        if thread_id is not None:
+            if not thread_id or len(thread_id) > MAX_THREAD_ID_CHARS:
+                raise AgentInputError(f"a thread id has 1 to {MAX_THREAD_ID_CHARS} characters")
+            graph = self._thread_graph()
+            config["configurable"] = {"thread_id": thread_id}
+        log.debug("question: %d chars, %d images, %d choices", len(question), len(context.images), len(choices))
+        if self.settings.agent_log_content:
+            log.info("question: %s", question)
+        return self._events(graph, config, _fresh_state(question, choices, self.answerer is not None), context, started, thread_id)
+
+    def _events(self, graph, config, inputs, context, started, thread_id) -> Iterator[StreamEvent]:
+        final: dict = {}
+        for mode, chunk in graph.stream(inputs, config, context=context, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                yield chunk
+            else:
+                final = chunk
+        result = AgentResult.model_validate(final["result"])
+        result.latency_ms = round((time.monotonic() - started) * 1000)
+        result.thread_id = thread_id
+        log.debug("answered in %d ms, evidence_only=%s", result.latency_ms, result.evidence_only)
+        yield ResultEvent(result=result)
+
+    def close(self) -> None:
+        for model in {self.router, self.answerer} - {None}:
+            model.close()
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
+        if self._owns_index:
+            self.index.close()
+
+    def _thread_graph(self):
+        with self._lock:
+            if self._threaded_graph is None:
+                self._threads = open_threads(self.settings)
+                self._threaded_graph = build_graph(self._threads.saver)
+            return self._threaded_graph
+
+    def _load_images(self, images: Sequence[ImageInput]) -> list:
+        limit = self.settings.agent_max_images
+        if len(images) > limit:
+            raise AgentInputError(f"{len(images)} images given; at most {limit} are accepted (agent_max_images)")
+        return [
+            load_user_image(
+                image,
+                self.settings.agent_max_image_bytes,
+                self.settings.agent_max_image_decoded_pixels,
+                name=f"image {number}",
+            )
+            for number, image in enumerate(images, start=1)
+        ]
+
+    def _check_books(self, books: Sequence[str]) -> list[str]:
+        books = [book for book in books if book]
+        if books:
+            known = {book.book_id for book in self.index.store.list_books()}
+            unknown = sorted(set(books) - known)
+            if unknown:
+                raise AgentInputError(f"unknown book id(s): {', '.join(unknown)}")
+        return books
+
+
+def _check_text(settings: Settings, question: str, choices: Sequence[str]) -> tuple[str, list[str]]:
+    limit = settings.agent_max_question_chars
+    question = (question or "").strip()
+    if not question:
+        raise AgentInputError("the question is empty")
+    if len(question) > limit:
+        raise AgentInputError(
+            f"the question has {len(question)} characters; at most {limit} are accepted (agent_max_question_chars)"
+        )
+    choices = [" ".join((choice or "").split()) for choice in choices]
+    if choices and not 2 <= len(choices) <= len(LETTERS):
+        raise AgentInputError(f"a multiple-choice question needs 2 to {len(LETTERS)} choices, got {len(choices)}")
+    if any(not choice for choice in choices):
+        raise AgentInputError("a choice is empty")
+    if sum(len(choice) for choice in choices) > limit:
+        raise AgentInputError(f"the choices have more than {limit} characters together (agent_max_question_chars)")
+    return question, choices
+
+
+def _fresh_state(question: str, choices: list[str], model_ok: bool) -> AgentState:
+    """Every per-question field, reset; `history` is left to the thread's checkpoint."""
+    return AgentState(
+        question=question,
+        choices=choices,
+        retrieval=True,
+        organ_systems=[],
+        queries=[],
+        done_queries=[],
+        option_hits={},
+        pages={},
+        evidence="",
+        sufficient=False,
+        proposed=[],
+        turn=0,
+        model_ok=model_ok,
+        stop_reason="",
+        usage={"prompt_tokens": 0, "completion_tokens": 0},
+        trace=[],
+        warnings=[],
+        result={},
+    )
+
+
+def _chat_models(settings: Settings) -> tuple[ChatModel | None, ChatModel | None]:
+    """(router, answerer); both None when no model is configured (evidence-only mode)."""
+    if not settings.vlm_base_url:
+        if settings.router_base_url:
+            raise AgentConfigError("router_base_url is set but vlm_base_url is not: the router needs an answerer")
+        return None, None
+    if not settings.vlm_model:
+        raise AgentConfigError("vlm_base_url is set but vlm_model is empty: name the model to use")
+    key = settings.vlm_api_key.get_secret_value() if settings.vlm_api_key else "EMPTY"
+    answerer_endpoint = Endpoint(settings.vlm_base_url, settings.vlm_model, key)
+    router_endpoint = Endpoint(
+        settings.router_base_url or answerer_endpoint.base_url,
+        settings.router_model or answerer_endpoint.model,
+        settings.router_api_key.get_secret_value() if settings.router_api_key else answerer_endpoint.api_key,
+    )
+    slots = threading.BoundedSemaphore(settings.vlm_concurrency)
+
+    def model(endpoint: Endpoint) -> ChatModel:
+        return ChatModel(
+            endpoint,
+            timeout_s=settings.vlm_timeout_s,
+            max_retries=settings.vlm_max_retries,
+            temperature=settings.vlm_temperature,
+            max_output_tokens=settings.agent_max_output_tokens,
+            slots=slots,
+            log_content=settings.agent_log_content,
+        )
+
+    answerer = model(answerer_endpoint)
+    return (answerer if router_endpoint == answerer_endpoint else model(router_endpoint)), answerer

@@ -1,0 +1,504 @@
+"""The agent's steps: route, retrieve, inspect, reflect, answer. Each reads the state and returns an update.
+
+Model faults never escape a node: an unreachable or timed-out model ends model use for the run
+(the answer falls back to evidence only); an unusable reply or a refusal costs that step alone.
+Every step appends typed events to the trace and sends them to `stream` as it goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+from PIL import Image
+from pydantic import BaseModel
+
+from agent import prompts
+from agent.evidence import score_options
+from agent.images import crop_fraction, data_url
+from agent.prompts import LETTERS, Answer, Inspection, RoutePlan
+from agent.state import (
+    AgentResult,
+    AgentState,
+    AnswerEvent,
+    Citation,
+    CitationRemovedEvent,
+    InspectEvent,
+    Page,
+    Query,
+    ReflectEvent,
+    RouteEvent,
+    SearchEvent,
+    SearchHit,
+)
+from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMUnavailable
+from rag.models import PageHit
+from rag.page_index import PageIndex
+from rag.search import SearchError, SearchQuery, search_pages
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_QUERIES_PER_ROUND = 12
+EVIDENCE_ONLY = "Evidence only: no language model generated this answer."
+
+
+@dataclass
+class RunContext:
+    """What one run needs besides its state; never checkpointed (it holds the user's images)."""
+
+    settings: Settings
+    index: PageIndex
+    router: ChatModel | None
+    answerer: ChatModel | None
+    images: list[Image.Image] = field(default_factory=list)
+    books: list[str] = field(default_factory=list)
+    organ_systems: list[str] = field(default_factory=list)  # the user's filter; the router may not widen it
+    deadline: float = float("inf")  # time.monotonic() value
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+Step = Runtime[RunContext]
+
+
+# --- route --------------------------------------------------------------------------------------
+
+
+def route(state: AgentState, runtime: Step) -> dict:
+    """Decide whether to search, where (organ systems) and for what (sub-queries, one per MCQ option)."""
+    ctx = runtime.context
+    question, choices = state["question"], state["choices"]
+    update: dict = {"warnings": list(state["warnings"]), "usage": dict(state["usage"])}
+    plan, by = None, "rules"
+    if ctx.router is not None and state["model_ok"]:
+        known = _known_organ_systems(ctx.index)
+        messages = prompts.route_messages(question, choices, state.get("history", []), known, len(ctx.images))
+        try:
+            reply = ctx.router.chat(messages, RoutePlan, ctx.deadline)
+            plan, by = reply.value, "model"
+            _add_usage(update, reply)
+            plan.organ_systems = [name for name in plan.organ_systems if name in known]
+        except VLMError as error:
+            update["warnings"].append(f"router: {error}; planned the search by rules instead")
+            if isinstance(error, VLMUnavailable) and ctx.router.endpoint == _endpoint(ctx.answerer):
+                update["model_ok"] = False
+    if plan is None:
+        plan = rule_plan(question, choices, bool(ctx.images))
+    queries = _complete_queries(plan, question, choices, bool(ctx.images))
+    retrieval = plan.retrieval or not _can_answer(state, update, ctx)
+    organ_systems = ctx.organ_systems or plan.organ_systems
+    event = RouteEvent(
+        by=by, retrieval=retrieval, organ_systems=organ_systems, queries=[q["text"] for q in queries], reason=plan.reason
+    )
+    return update | {
+        "retrieval": retrieval,
+        "organ_systems": organ_systems,
+        "queries": queries if retrieval else [],
+        "trace": _emit(state, event),
+    }
+
+
+def rule_plan(question: str, choices: list[str], has_image: bool) -> RoutePlan:
+    """Without a router: always search, with the question itself and question + each option."""
+    queries = [prompts.PlannedQuery(text=question, use_image=has_image)]
+    queries += [
+        prompts.PlannedQuery(text=f"{question} {choice}", option=LETTERS[i]) for i, choice in enumerate(choices)
+    ]
+    return RoutePlan(retrieval=True, queries=queries, reason="rule-based: the question, and the question with each option")
+
+
+def _complete_queries(plan: RoutePlan, question: str, choices: list[str], has_image: bool) -> list[Query]:
+    """The plan's queries, deduplicated, with one per MCQ option guaranteed and image use only when possible."""
+    letters = set(LETTERS[: len(choices)])
+    queries: list[Query] = []
+    seen: set[str] = set()
+
+    def add(text: str, option: str | None, use_image: bool) -> None:
+        key = " ".join(text.lower().split())
+        if key and key not in seen and len(queries) < MAX_QUERIES_PER_ROUND + len(choices):
+            seen.add(key)
+            queries.append(Query(text=text.strip(), option=option, use_image=use_image and has_image))
+
+    for query in plan.queries:
+        option = (query.option or "").strip().upper() or None
+        add(query.text, option if option in letters else None, query.use_image)
+    covered = {query["option"] for query in queries}
+    for i, choice in enumerate(choices):
+        if LETTERS[i] not in covered:
+            add(f"{question} {choice}", LETTERS[i], False)
+    if not queries:
+        add(question, None, has_image)
+    return queries
+
+
+def _can_answer(state: AgentState, update: dict, ctx: RunContext) -> bool:
+    """Skipping retrieval needs a model to answer."""
+    return ctx.answerer is not None and update.get("model_ok", state["model_ok"])
+
+
+def _known_organ_systems(index: PageIndex) -> list[str]:
+    return sorted({name for book in index.complete_books() for name in book.organ_systems})
+
+
+def _endpoint(model: ChatModel | None):
+    return model.endpoint if model else None
+
+
+# --- retrieve -----------------------------------------------------------------------------------
+
+
+def retrieve(state: AgentState, runtime: Step) -> dict:
+    """Run this round's queries concurrently; merge their pages (one entry per page, best score kept)."""
+    ctx = runtime.context
+    turn = state["turn"] + 1
+    warnings = list(state["warnings"])
+    queries = state["queries"]
+    visual = ctx.index.encoders.page is not None  # also loads the encoders once, before the threads start
+    if not visual and any(query["use_image"] for query in queries) and ctx.images:
+        warnings.append("the index has no page-image channel, so the image was not used to search")
+    searches = [_search_query(ctx, state["organ_systems"], query, visual) for query in queries]
+    workers = min(ctx.settings.agent_search_concurrency, max(1, len(searches)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-search") as pool:
+        outcomes = list(pool.map(lambda search: _search(ctx, search), searches))
+
+    pages = {ref: dict(page) for ref, page in state["pages"].items()}
+    by_location = {(page["book_id"], page["page"]): ref for ref, page in pages.items()}
+    option_hits = {letter: list(scores) for letter, scores in state["option_hits"].items()}
+    events = []
+    for query, search, (hits, error) in zip(queries, searches, outcomes):
+        if error:
+            warnings.append(f"search {query['text'][:60]!r} failed: {error}")
+        refs = [_merge(pages, by_location, hit, query["text"]) for hit in hits]
+        if query["option"]:
+            option_hits.setdefault(query["option"], []).extend(hit.score for hit in hits)
+        events.append(
+            SearchEvent(
+                turn=turn,
+                query=query["text"],
+                option=query["option"],
+                used_image=search.image is not None,
+                hits=[
+                    SearchHit(ref=ref, book_id=h.book_id, title=h.title, page=h.page, page_label=h.page_label, score=h.score)
+                    for ref, h in zip(refs, hits)
+                ],
+                error=error,
+            )
+        )
+    return {
+        "turn": turn,
+        "pages": pages,
+        "option_hits": option_hits,
+        "done_queries": state["done_queries"] + [query["text"] for query in queries],
+        "queries": [],
+        "warnings": warnings,
+        "trace": _emit(state, *events),
+    }
+
+
+def _search_query(ctx: RunContext, organ_systems: list[str], query: Query, visual: bool) -> SearchQuery:
+    image = ctx.images[0] if query["use_image"] and visual and ctx.images else None
+    return SearchQuery(
+        text=query["text"],
+        image=image,
+        books=ctx.books,
+        organ_systems=organ_systems,
+        top_k=ctx.settings.agent_pages_per_query,
+    )
+
+
+def _search(ctx: RunContext, query: SearchQuery) -> tuple[list[PageHit], str]:
+    try:
+        hits = search_pages(ctx.index, query)
+        if not hits and query.organ_systems and query.organ_systems != ctx.organ_systems:
+            # The router's organ-system guess found nothing: search everywhere the user allowed.
+            query.organ_systems = list(ctx.organ_systems)
+            hits = search_pages(ctx.index, query)
+        return hits, ""
+    except SearchError as error:
+        return [], str(error)
+
+
+def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: str) -> str:
+    location = (hit.book_id, hit.page)
+    ref = by_location.get(location)
+    if ref is None:
+        ref = f"P{len(pages) + 1}"
+        by_location[location] = ref
+        pages[ref] = Page(
+            ref=ref,
+            book_id=hit.book_id,
+            title=hit.title,
+            page=hit.page,
+            page_label=hit.page_label,
+            section=" > ".join(hit.section_path),
+            score=hit.score,
+            snippet=hit.snippet,
+            image_key=hit.image_key,
+            text=hit.text,
+            found_by=[query_text],
+            inspected=False,
+            relevant=False,
+        )
+        return ref
+    page = pages[ref]
+    page["found_by"] = [*page["found_by"], query_text]
+    if hit.score > page["score"]:
+        page["score"], page["snippet"] = hit.score, hit.snippet
+    return ref
+
+
+# --- inspect ------------------------------------------------------------------------------------
+
+
+def inspect(state: AgentState, runtime: Step) -> dict:
+    """Show the model the best pages it has not seen; it summarises the evidence and judges sufficiency."""
+    ctx = runtime.context
+    update: dict = {"warnings": list(state["warnings"]), "usage": dict(state["usage"]), "proposed": []}
+    pages = {ref: dict(page) for ref, page in state["pages"].items()}
+    fresh = sorted((p for p in pages.values() if not p["inspected"]), key=lambda p: -p["score"])
+    shown = fresh[: ctx.settings.agent_pages_per_call]
+    if not shown:
+        return update | {"sufficient": False, "trace": _emit(state, InspectEvent(turn=state["turn"], summary="no new pages"))}
+    pixels = ctx.settings.agent_image_pixels
+    with_images = [(page, _page_url(ctx, page, pixels)) for page in shown]
+    messages = prompts.inspect_messages(state["question"], state["choices"], with_images, state["evidence"])
+    zoomed: list[str] = []
+    try:
+        reply = ctx.answerer.chat(messages, Inspection, ctx.deadline)
+        _add_usage(update, reply)
+        inspection = reply.value
+        crops = _zoom_crops(ctx, inspection, {page["ref"]: page for page in shown}, pixels)
+        if crops:
+            zoom_messages = prompts.inspect_messages(
+                state["question"], state["choices"], [], _join(state["evidence"], inspection.summary), crops
+            )
+            reply = ctx.answerer.chat(zoom_messages, Inspection, ctx.deadline)
+            _add_usage(update, reply)
+            inspection = reply.value.model_copy(update={"relevant": inspection.relevant + reply.value.relevant})
+            zoomed = [page["ref"] for page, _ in crops]
+    except VLMError as error:
+        update["warnings"].append(f"inspect: {error}")
+        if isinstance(error, VLMUnavailable):
+            update["model_ok"] = False
+        return update | {"sufficient": False, "stop_reason": "the model could not inspect the pages"}
+    for page in shown:
+        page["inspected"] = True
+        page["relevant"] = page["relevant"] or page["ref"] in inspection.relevant
+    event = InspectEvent(
+        turn=state["turn"],
+        pages=[page["ref"] for page in shown],
+        zoomed=zoomed,
+        summary=inspection.summary,
+        sufficient=inspection.sufficient,
+    )
+    return update | {
+        "pages": pages,
+        "evidence": _join(state["evidence"], inspection.summary),
+        "sufficient": inspection.sufficient,
+        "proposed": inspection.next_queries,
+        "trace": _emit(state, event),
+    }
+
+
+def _page_url(ctx: RunContext, page: Page, pixels: int) -> str | None:
+    """The page image as a data URL, or None (text only) when the image store lacks it."""
+    try:
+        return data_url(ctx.index.images.open(page["image_key"]), pixels)
+    except (KeyError, ValueError, OSError):
+        return None
+
+
+def _zoom_crops(ctx: RunContext, inspection: Inspection, shown: dict[str, Page], pixels: int) -> list[tuple[Page, str]]:
+    crops = []
+    for zoom in inspection.zoom:
+        page = shown.get(zoom.ref.strip("[] "))
+        if page is None:
+            continue
+        try:
+            crop = crop_fraction(ctx.index.images.open(page["image_key"]), zoom.box)
+        except (KeyError, ValueError, OSError):
+            continue
+        crops.append((page, data_url(crop, pixels)))
+    return crops
+
+
+def _join(evidence: str, summary: str) -> str:
+    return f"{evidence}\n{summary}".strip()
+
+
+# --- reflect ------------------------------------------------------------------------------------
+
+
+def reflect(state: AgentState, runtime: Step) -> dict:
+    """Search again with the model's follow-up queries, unless the evidence suffices or a budget is spent."""
+    ctx = runtime.context
+    settings = ctx.settings
+    done = {" ".join(text.lower().split()) for text in state["done_queries"]}
+    fresh = list(dict.fromkeys(q.strip() for q in state["proposed"] if q.strip() and " ".join(q.lower().split()) not in done))
+    used = state["usage"]["prompt_tokens"] + state["usage"]["completion_tokens"]
+    if state["stop_reason"]:
+        reason = state["stop_reason"]
+    elif state["sufficient"]:
+        reason = "the evidence suffices"
+    elif state["turn"] >= settings.agent_max_turns:
+        reason = f"the search-round budget ({settings.agent_max_turns}) is spent"
+    elif used >= settings.agent_max_tokens:
+        reason = f"the token budget ({settings.agent_max_tokens}) is spent"
+    elif ctx.time_left() <= 0:
+        reason = f"the time budget ({settings.agent_max_seconds:g} s) is spent"
+    elif not fresh:
+        reason = "no new queries to try"
+    else:
+        reason = ""
+    queries = [] if reason else [Query(text=text, option=None, use_image=False) for text in fresh[:MAX_QUERIES_PER_ROUND]]
+    event = ReflectEvent(turn=state["turn"], next_queries=[q["text"] for q in queries], stop_reason=reason)
+    return {"queries": queries, "stop_reason": reason, "trace": _emit(state, event)}
+
+
+# --- answer -------------------------------------------------------------------------------------
+
+
+def answer(state: AgentState, runtime: Step) -> dict:
+    """The model's answer with checked citations; evidence only when no model is usable."""
+    ctx = runtime.context
+    update: dict = {"warnings": list(state["warnings"]), "usage": dict(state["usage"])}
+    result = None
+    if ctx.answerer is not None and state["model_ok"]:
+        try:
+            result, events = _model_answer(state, ctx, update)
+        except VLMError as error:
+            kind = "declined" if isinstance(error, VLMRefusal) else "failed"
+            update["warnings"].append(f"answer: the model {kind} ({error}); showing the evidence instead")
+    elif ctx.answerer is None:
+        log.debug("no VLM configured: evidence-only answer")
+    else:
+        update["warnings"].append("the model was unavailable, so this answer shows the evidence only")
+    if result is None:
+        result, events = _evidence_answer(state, ctx)
+    trace = _emit(state, *events)
+    final = result.model_dump(mode="json") | {"trace": trace, "warnings": update["warnings"], "usage": update["usage"]}
+    turn = {"question": state["question"], "answer": result.answer}
+    return update | {"trace": trace, "result": final, "history": [*state.get("history", []), turn]}
+
+
+def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[AgentResult, list[BaseModel]]:
+    settings = ctx.settings
+    pages = state["pages"]
+    ranked = sorted(pages.values(), key=lambda p: (not p["relevant"], -p["score"]))[: settings.agent_pages_per_call]
+    pixels = settings.agent_image_pixels
+    messages = prompts.answer_messages(
+        state["question"],
+        state["choices"],
+        [data_url(image, pixels) for image in ctx.images],
+        [(page, _page_url(ctx, page, pixels)) for page in ranked],
+        state["evidence"],
+        state.get("history", []),
+        searched=state["retrieval"],
+    )
+    reply = ctx.answerer.chat(messages, Answer, ctx.deadline)
+    _add_usage(update, reply)
+    given = reply.value
+    events: list[BaseModel] = []
+    citations = []
+    for cited in dict.fromkeys(ref.strip("[] ").upper() for ref in given.citations):
+        if cited in pages:
+            citations.append(_citation(pages[cited]))
+        else:
+            events.append(CitationRemovedEvent(citation=cited, reason="not a page retrieved in this run"))
+            update["warnings"].append(f"removed citation {cited!r}: not a page retrieved in this run")
+    choice = _valid_choice(given.choice, state["choices"], update)
+    insufficient = given.insufficient_evidence
+    if insufficient:
+        choice = None
+    elif state["retrieval"] and not citations:
+        update["warnings"].append("the answer cites no retrieved page")
+    events.append(AnswerEvent(by="model", choice=choice))
+    result = AgentResult(
+        answer=given.answer,
+        choice=choice,
+        rationale=given.rationale,
+        confidence=given.confidence,
+        evidence_only=False,
+        insufficient_evidence=insufficient,
+        citations=citations,
+    )
+    return result, events
+
+
+def _valid_choice(choice: str | None, choices: list[str], update: dict) -> str | None:
+    if not choices or not choice:
+        return None
+    letter = choice.strip().strip(".)").upper()[:1]
+    if letter in LETTERS[: len(choices)]:
+        return letter
+    update["warnings"].append(f"the model chose {choice!r}, which is not an option letter; ignored")
+    return None
+
+
+def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, list[BaseModel]]:
+    ranked = sorted(state["pages"].values(), key=lambda p: -p["score"])
+    citations = [_citation(page) for page in ranked[: ctx.settings.agent_pages_per_query]]
+    choices = state["choices"]
+    support: dict[str, float] = {}
+    choice = None
+    if not ranked:
+        text = f"{EVIDENCE_ONLY} No indexed textbook page matched the question, so there is no evidence to show."
+    elif choices:
+        letters = LETTERS[: len(choices)]
+        scores = score_options(state["question"], choices, [state["option_hits"].get(letter, []) for letter in letters])
+        support = dict(zip(letters, scores))
+        choice = max(letters, key=lambda letter: support[letter])
+        text = (
+            f"{EVIDENCE_ONLY} Retrieval supports option {choice} ({choices[letters.index(choice)]}) most, "
+            f"with {support[choice]:.0%} of the support; read the cited pages before relying on it."
+        )
+    else:
+        text = f"{EVIDENCE_ONLY} The most relevant textbook pages are cited below, best first."
+    result = AgentResult(
+        answer=text,
+        choice=choice,
+        rationale="Pages ranked by fused retrieval score. Option support: the best page score retrieved for "
+        "question + option, normalised across options." if choices else "Pages ranked by fused retrieval score.",
+        evidence_only=True,
+        insufficient_evidence=not ranked,
+        option_support=support,
+        citations=citations,
+    )
+    return result, [AnswerEvent(by="evidence", choice=choice)]
+
+
+def _citation(page: Page) -> Citation:
+    return Citation(
+        ref=page["ref"],
+        book_id=page["book_id"],
+        title=page["title"],
+        page=page["page"],
+        page_label=page["page_label"],
+        section=page["section"],
+        score=page["score"],
+        snippet=page["snippet"],
+        image_key=page["image_key"],
+    )
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+
+def _emit(state: AgentState, *events: BaseModel) -> list[dict]:
+    """Send events to `stream` now and return the trace with them appended."""
+    writer = get_stream_writer()
+    for event in events:
+        writer(event)
+    return state["trace"] + [event.model_dump(mode="json") for event in events]
+
+
+def _add_usage(update: dict, reply: Parsed) -> None:
+    update["usage"] = {
+        "prompt_tokens": update["usage"]["prompt_tokens"] + reply.prompt_tokens,
+        "completion_tokens": update["usage"]["completion_tokens"] + reply.completion_tokens,
+    }

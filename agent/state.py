@@ -1,0 +1,187 @@
+"""What the agent reads and writes: the graph state (plain, checkpointable dicts), trace events, the result.
+
+The graph state holds only JSON-like values so that any checkpointer can store it; the public
+types (`AgentResult`, the events) are pydantic models built from it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypedDict
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+# --- graph state --------------------------------------------------------------------------------
+
+
+class Query(TypedDict):
+    text: str
+    option: str | None  # the MCQ letter this query probes, if any
+    use_image: bool
+
+
+class Page(TypedDict):
+    """A retrieved page. `ref` (P1, P2, ...) is how the models cite it within one run."""
+
+    ref: str
+    book_id: str
+    title: str
+    page: int
+    page_label: str
+    section: str
+    score: float
+    snippet: str
+    image_key: str
+    text: str
+    found_by: list[str]  # the texts of the queries that found it
+    inspected: bool  # shown to the model by an inspect step
+    relevant: bool  # an inspect step judged it to bear on the question
+
+
+class Turn(TypedDict):
+    question: str
+    answer: str
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class AgentState(TypedDict, total=False):
+    # per question (reset by every run)
+    question: str
+    choices: list[str]
+    retrieval: bool
+    organ_systems: list[str]
+    queries: list[Query]  # the queries of the round to run next
+    done_queries: list[str]
+    option_hits: dict[str, list[float]]  # MCQ letter -> fused scores of the pages its queries found
+    pages: dict[str, Page]  # ref -> page
+    evidence: str  # the inspect steps' summaries, citing refs
+    sufficient: bool
+    proposed: list[str]  # follow-up queries the last inspect step asked for
+    turn: int  # search rounds done
+    model_ok: bool  # a model is configured and has not failed to answer in this run
+    stop_reason: str  # why searching stopped; empty while it goes on
+    usage: Usage
+    trace: list[dict]
+    warnings: list[str]
+    result: dict
+    # per thread (kept across runs by the checkpointer)
+    history: list[Turn]
+
+
+# --- trace events --------------------------------------------------------------------------------
+
+
+class RouteEvent(BaseModel):
+    type: Literal["route"] = "route"
+    by: Literal["model", "rules"]
+    retrieval: bool
+    organ_systems: list[str] = Field(default_factory=list)
+    queries: list[str] = Field(default_factory=list)
+    reason: str = ""
+
+
+class SearchHit(BaseModel):
+    ref: str
+    book_id: str
+    title: str
+    page: int
+    page_label: str
+    score: float
+
+
+class SearchEvent(BaseModel):
+    type: Literal["search"] = "search"
+    turn: int
+    query: str
+    option: str | None = None
+    used_image: bool = False
+    hits: list[SearchHit] = Field(default_factory=list)
+    error: str = ""
+
+
+class InspectEvent(BaseModel):
+    type: Literal["inspect"] = "inspect"
+    turn: int
+    pages: list[str] = Field(default_factory=list, description="Refs of the pages the model looked at.")
+    zoomed: list[str] = Field(default_factory=list, description="Refs of pages it also saw cropped.")
+    summary: str = ""
+    sufficient: bool = False
+
+
+class ReflectEvent(BaseModel):
+    type: Literal["reflect"] = "reflect"
+    turn: int
+    next_queries: list[str] = Field(default_factory=list)
+    stop_reason: str = ""
+
+
+class CitationRemovedEvent(BaseModel):
+    type: Literal["citation_removed"] = "citation_removed"
+    citation: str
+    reason: str
+
+
+class AnswerEvent(BaseModel):
+    type: Literal["answer"] = "answer"
+    by: Literal["model", "evidence"]
+    choice: str | None = None
+
+
+TraceEvent = Annotated[
+    RouteEvent | SearchEvent | InspectEvent | ReflectEvent | CitationRemovedEvent | AnswerEvent,
+    Field(discriminator="type"),
+]
+TRACE_EVENTS: TypeAdapter[list[TraceEvent]] = TypeAdapter(list[TraceEvent])
+
+# --- result -------------------------------------------------------------------------------------
+
+
+class Citation(BaseModel):
+    ref: str = Field("", description="How the trace and rationale name this page (P1, P2, ...).")
+    book_id: str
+    title: str = ""
+    page: int
+    page_label: str = ""
+    section: str = ""
+    score: float = 0.0
+    snippet: str = ""
+    image_key: str = ""
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class AgentResult(BaseModel):
+    answer: str
+    choice: str | None = Field(None, description="The chosen option letter (MCQ).")
+    rationale: str = ""
+    confidence: float | None = Field(None, description="The model's own confidence in 0..1; None in evidence-only mode.")
+    evidence_only: bool = Field(description="True: no language model generated this answer (retrieval only).")
+    insufficient_evidence: bool = False
+    option_support: dict[str, float] = Field(
+        default_factory=dict, description="MCQ letter -> retrieval support in 0..1 (sums to 1)."
+    )
+    citations: list[Citation] = Field(default_factory=list)
+    trace: list[TraceEvent] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    latency_ms: int = 0
+    thread_id: str | None = None
+
+
+class ResultEvent(BaseModel):
+    """The last event of `stream`."""
+
+    type: Literal["result"] = "result"
+    result: AgentResult
+
+
+StreamEvent = Annotated[
+    RouteEvent | SearchEvent | InspectEvent | ReflectEvent | CitationRemovedEvent | AnswerEvent | ResultEvent,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,190 @@
+"""Structured chat with an OpenAI-compatible (vision-)language model through the official `openai` client.
+
+Replies are asked for with `response_format={"type": "json_schema", ...}`, then parsed tolerantly
+(code fences, prose around the object) and validated with the pydantic model the schema came from.
+A server that ignores the schema gets one repair turn; after that the call fails with
+`VLMInvalidResponse`. Transport faults surface as `VLMUnavailable` (or its `VLMTimeout`) after the
+client's own retries with backoff. A semaphore shared by all questions bounds calls in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger(__name__)
+Reply = TypeVar("Reply", bound=BaseModel)
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_REPAIR = (
+    "Your reply could not be used: {error}. Reply again with only one JSON object that follows the "
+    "schema {name!r}, with no other text."
+)
+
+
+class VLMError(RuntimeError):
+    """A model call that gave no usable reply."""
+
+
+class VLMUnavailable(VLMError):
+    """The endpoint could not be reached or refused the request."""
+
+
+class VLMTimeout(VLMUnavailable):
+    """The endpoint did not answer within the time allowed."""
+
+
+class VLMInvalidResponse(VLMError):
+    """The reply was not JSON that follows the schema, even after one repair turn."""
+
+
+class VLMRefusal(VLMError):
+    """The model declined to answer."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    model: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[Reply]):
+    value: Reply
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatModel:
+    """One model on one endpoint."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout_s: float,
+        max_retries: int,
+        temperature: float,
+        max_output_tokens: int,
+        slots: threading.BoundedSemaphore,
+        log_content: bool = False,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.temperature = temperature
+        self.max_output_tokens = max_output_tokens
+        self._slots = slots
+        self._log_content = log_content
+        self._client = openai.OpenAI(
+            base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=timeout_s, max_retries=max_retries
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def chat(self, messages: list[dict], reply_type: type[Reply], deadline: float | None = None) -> Parsed[Reply]:
+        """Ask for a reply of `reply_type`; one repair turn when the first reply does not parse."""
+        name = reply_type.__name__
+        schema = {"type": "json_schema", "json_schema": {"name": name, "schema": reply_type.model_json_schema()}}
+        prompt_tokens = completion_tokens = 0
+        for attempt in range(2):
+            content, usage = self._complete(messages, schema, deadline)
+            prompt_tokens += usage[0]
+            completion_tokens += usage[1]
+            try:
+                value = reply_type.model_validate(extract_json(content))
+                return Parsed(value, prompt_tokens, completion_tokens)
+            except (ValueError, ValidationError) as error:
+                problem = _describe(error)
+                log.warning("%s reply from %s did not parse (attempt %d): %s", name, self.endpoint.model, attempt + 1, problem)
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": content},
+                    {"role": "user", "content": _REPAIR.format(error=problem, name=name)},
+                ]
+        raise VLMInvalidResponse(f"{self.endpoint.model} did not return a valid {name} JSON object ({problem})")
+
+    def _complete(self, messages: list[dict], schema: dict, deadline: float | None) -> tuple[str, tuple[int, int]]:
+        timeout = self.timeout_s
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise VLMTimeout("the time budget of this question is spent")
+        if not self._slots.acquire(timeout=timeout):
+            raise VLMTimeout(f"no free model slot within {timeout:.0f} s (vlm_concurrency)")
+        started = time.monotonic()
+        try:
+            response = self._client.chat.completions.create(
+                model=self.endpoint.model,
+                messages=messages,
+                response_format=schema,
+                temperature=self.temperature,
+                max_tokens=self.max_output_tokens,
+                timeout=timeout,
+            )
+        except openai.APITimeoutError:
+            raise VLMTimeout(f"{self.endpoint.model} at {self.endpoint.base_url} did not answer within {timeout:.0f} s") from None
+        except openai.APIConnectionError as error:
+            raise VLMUnavailable(f"cannot reach {self.endpoint.base_url} ({error.__cause__ or error})") from None
+        except openai.APIStatusError as error:
+            raise VLMUnavailable(
+                f"{self.endpoint.base_url} refused the request: HTTP {error.status_code} {_short(error.message)}"
+            ) from None
+        finally:
+            self._slots.release()
+        if not response.choices:
+            raise VLMInvalidResponse(f"{self.endpoint.model} returned no choices")
+        choice = response.choices[0]
+        message = choice.message
+        if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
+            raise VLMRefusal(f"{self.endpoint.model} declined to answer: {_short(message.refusal or 'content filter')}")
+        usage = response.usage
+        tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+        log.debug(
+            "%s: %.2f s, %d prompt + %d completion tokens", self.endpoint.model, time.monotonic() - started, *tokens
+        )
+        if self._log_content:
+            log.info("%s replied: %s", self.endpoint.model, message.content)
+        return message.content or "", tokens
+
+
+def extract_json(text: str) -> dict:
+    """The JSON object in a reply: the whole text, a fenced block, or the first object inside prose."""
+    candidates = [text.strip(), *(block.strip() for block in _FENCE.findall(text))]
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise ValueError("no JSON object in the reply")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the object"
+        return f"{where}: {first['msg']}"
+    return str(error)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,106 @@
+"""A real, tiny OpenAI-compatible chat server on loopback that replies from a script and records requests.
+
+Each POST to /v1/chat/completions takes the next reply of the script: a dict (sent as JSON content),
+a str (sent verbatim), `Slow(seconds, reply)`, `Refusal(text)` or `Status(code)`. An exhausted
+script answers HTTP 500 so a test that calls the model more often than planned fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Slow:
+    seconds: float
+    reply: object
+
+
+@dataclass
+class Refusal:
+    text: str
+
+
+@dataclass
+class Status:
+    code: int
+
+
+class ScriptedVLM:
+    def __init__(self, replies: list | None = None, model: str = "scripted-vlm") -> None:
+        self.model = model
+        self.replies = list(replies or [])
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def script(self, *replies) -> None:
+        with self._lock:
+            self.replies = list(replies)
+            self.requests = []
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next(self, request: dict):
+        with self._lock:
+            self.requests.append(request)
+            return self.replies.pop(0) if self.replies else Status(500)
+
+    def _handler(self):
+        vlm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                reply = vlm._next(body)
+                if isinstance(reply, Slow):
+                    time.sleep(reply.seconds)
+                    reply = reply.reply
+                if isinstance(reply, Status):
+                    self._send(reply.code, {"error": {"message": "scripted failure", "type": "server_error"}})
+                    return
+                message = {"role": "assistant", "content": None, "refusal": None}
+                if isinstance(reply, Refusal):
+                    message["refusal"] = reply.text
+                else:
+                    message["content"] = reply if isinstance(reply, str) else json.dumps(reply)
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(vlm.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": vlm.model,
+                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                    },
+                )
+
+            def _send(self, code: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        return Handler
