@@ -35,6 +35,7 @@ class ScriptedVLM:
         self.model = model
         self.replies = list(replies or [])
         self.requests: list[dict] = []
+        self.usage = (100, 20)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -45,10 +46,12 @@ class ScriptedVLM:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def script(self, *replies) -> None:
+    def script(self, *replies, usage: tuple[int, int] = (100, 20)) -> None:
+        """Replace the script; every reply reports `usage` (prompt, completion tokens)."""
         with self._lock:
             self.replies = list(replies)
             self.requests = []
+            self.usage = usage
 
     def close(self) -> None:
         self._server.shutdown()
@@ -88,7 +91,11 @@ class ScriptedVLM:
                         "created": int(time.time()),
                         "model": vlm.model,
                         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                        "usage": {
+                            "prompt_tokens": vlm.usage[0],
+                            "completion_tokens": vlm.usage[1],
+                            "total_tokens": sum(vlm.usage),
+                        },
                     },
                 )
 
