@@ -1,0 +1,208 @@
+"""Evidence-only answers (no model configured) on a small real index, input checks, helpers and `pathorag ask`."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from agent import Agent, AgentConfigError, AgentInputError, ImageInputError
+from agent.evidence import score_options
+from agent.images import crop_fraction, fit_pixels
+from agent.vlm import extract_json
+from pathorag.cli import app
+from rag.page_index import PageIndex
+from tests.agent_support import HODGKIN_PAGE_LABEL, MCQ_CHOICES, MCQ_QUESTION, agent_library, agent_settings  # noqa: F401
+from tests.conftest import write_pathology_book
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def agent(agent_library):  # noqa: F811
+    agent = Agent(agent_library.settings, agent_library.index)
+    yield agent
+    agent.close()
+
+
+def png_bytes(size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 180)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- evidence-only answers ------------------------------------------------------------------------
+
+
+def test_mcq_evidence_only_picks_the_best_supported_option(agent) -> None:
+    result = agent.run(MCQ_QUESTION, choices=MCQ_CHOICES)
+    assert result.evidence_only and result.answer.startswith("Evidence only: no language model generated this answer.")
+    assert result.choice == "A" and result.confidence is None
+    assert set(result.option_support) == {"A", "B", "C"}
+    assert sum(result.option_support.values()) == pytest.approx(1.0)
+    assert max(result.option_support, key=result.option_support.get) == "A"
+    assert result.citations[0].page_label == HODGKIN_PAGE_LABEL and "Reed-Sternberg" in result.citations[0].snippet
+    route = result.trace[0]
+    assert route.by == "rules" and len(route.queries) == 1 + len(MCQ_CHOICES)
+    assert result.usage.prompt_tokens == 0 and result.warnings == []
+
+
+def test_open_question_evidence_only_ranks_pages(agent) -> None:
+    result = agent.run("What does cirrhosis of the liver look like?")
+    assert result.evidence_only and result.choice is None and not result.option_support
+    assert result.citations[0].page_label == "104"
+    assert [c.score for c in result.citations] == sorted((c.score for c in result.citations), reverse=True)
+    assert all(c.image_key and c.book_id for c in result.citations)
+
+
+def test_filters_reach_the_search(agent, agent_library) -> None:  # noqa: F811
+    result = agent.run("Reed-Sternberg cells", books=[agent_library.book_id], organ_systems=["kidney"])
+    assert result.insufficient_evidence and result.citations == []  # no page is tagged kidney
+
+
+def test_empty_index_says_there_is_no_evidence(tmp_path: Path, text_only_encoders) -> None:
+    settings = agent_settings(tmp_path / "data")
+    index = PageIndex(settings, encoders=text_only_encoders)
+    try:
+        result = Agent(settings, index).run(MCQ_QUESTION, choices=MCQ_CHOICES)
+    finally:
+        index.close()
+    assert result.evidence_only and result.insufficient_evidence
+    assert result.citations == [] and result.choice is None
+    assert "No indexed textbook page matched" in result.answer
+
+
+def test_thread_history_is_kept_in_sqlite(agent, agent_library) -> None:  # noqa: F811
+    agent.run("What is caseous necrosis?", thread_id="evidence-thread")
+    second = agent.run("And granulomas?", thread_id="evidence-thread")
+    assert second.thread_id == "evidence-thread"
+    assert (agent_library.settings.data_dir / "threads.sqlite").is_file()
+
+
+# --- bad input: a clear error, raised before any work ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "choices", "message"),
+    [
+        ("", [], "the question is empty"),
+        ("   ", [], "the question is empty"),
+        ("x" * 4_001, [], "at most 4000 are accepted"),
+        ("Which?", ["only one"], "needs 2 to 26 choices"),
+        ("Which?", ["a", "  "], "a choice is empty"),
+    ],
+)
+def test_bad_text_input_is_refused(agent, question, choices, message) -> None:
+    with pytest.raises(AgentInputError, match=message):
+        agent.run(question, choices=choices)
+
+
+def test_bad_images_are_refused(agent, agent_library, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(ImageInputError, match="image 1: not a readable image"):
+        agent.run("What is this?", images=[b"%PDF-1.7 not an image"])
+    truncated = png_bytes()[:60]
+    with pytest.raises(ImageInputError, match="not a readable image"):
+        agent.run("What is this?", images=[truncated])
+    with pytest.raises(ImageInputError, match="cannot read"):
+        agent.run("What is this?", images=[tmp_path / "missing.png"])
+    with pytest.raises(AgentInputError, match="at most 4 are accepted"):
+        agent.run("What is this?", images=[png_bytes()] * 5)
+    strict = Agent(
+        agent_library.settings.model_copy(update={"agent_max_image_decoded_pixels": 10_000, "agent_max_image_bytes": 5_000}),
+        agent_library.index,
+    )
+    # The pixel cap is checked from the header, before decoding: a decompression bomb never expands.
+    with pytest.raises(ImageInputError, match="200x200 pixels exceeds the limit of 10000"):
+        strict.run("What is this?", images=[png_bytes((200, 200))])
+    with pytest.raises(ImageInputError, match="larger than 5000 bytes"):
+        strict.run("What is this?", images=[b"\0" * 6_000])
+
+
+def test_unknown_book_and_bad_thread_are_refused(agent) -> None:
+    with pytest.raises(AgentInputError, match="unknown book id"):
+        agent.run("What is cirrhosis?", books=["no-such-book"])
+    with pytest.raises(AgentInputError, match="thread id"):
+        agent.run("What is cirrhosis?", thread_id="t" * 201)
+
+
+def test_contradictory_model_settings_are_refused(agent_library) -> None:  # noqa: F811
+    with pytest.raises(AgentConfigError, match="vlm_model is empty"):
+        Agent(agent_library.settings.model_copy(update={"vlm_base_url": "http://127.0.0.1:1/v1"}), agent_library.index)
+    with pytest.raises(AgentConfigError, match="router needs an answerer"):
+        Agent(agent_library.settings.model_copy(update={"router_base_url": "http://127.0.0.1:1/v1"}), agent_library.index)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def test_score_options_normalises_best_scores() -> None:
+    assert score_options("q", ["a", "b"], [[0.5, 3.0], [1.0]]) == pytest.approx([0.75, 0.25])
+    assert score_options("q", ["a", "b", "c"], [[], [-1.0], []]) == pytest.approx([1 / 3] * 3)
+    assert score_options("q", ["a", "b"], [[-2.0], [1.0]]) == pytest.approx([0.0, 1.0])
+    with pytest.raises(ValueError):
+        score_options("q", ["a"], [])
+
+
+def test_extract_json_tolerates_fences_and_prose() -> None:
+    assert extract_json('{"a": 1}') == {"a": 1}
+    assert extract_json('```json\n{"a": 1}\n```') == {"a": 1}
+    assert extract_json('Sure, here: {"a": {"b": [1, 2]}} hope that helps {"c": 3}') == {"a": {"b": [1, 2]}}
+    with pytest.raises(ValueError):
+        extract_json("no object [1, 2]")
+
+
+def test_fit_pixels_and_crop() -> None:
+    image = Image.new("RGB", (1000, 500))
+    assert fit_pixels(image, 1_000_000) is image
+    small = fit_pixels(image, 20_000)
+    assert small.width * small.height <= 20_000 and small.size == (200, 100)
+    assert crop_fraction(image, [0.5, 0.0, 1.0, 0.5]).size == (500, 250)
+    with pytest.raises(ValueError):
+        crop_fraction(image, [0.5, 0.5, 0.5, 0.9])
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("ask-cli")
+    env = {
+        "PATHORAG_DATA_DIR": str(root / "data"),
+        "PATHORAG_PAGE_ENCODER": "none",
+        "PATHORAG_OCR": "false",
+        "PATHORAG_RENDER_DPI": "72",
+        "COLUMNS": "250",
+    }
+    added = CliRunner().invoke(app, ["index", "add", str(write_pathology_book(root / "essentials.pdf"))], env=env)
+    assert added.exit_code == 0, added.output
+    return env
+
+
+def test_ask_prints_an_evidence_only_answer(cli_env) -> None:
+    result = CliRunner().invoke(app, ["ask", MCQ_QUESTION, "--choices", *MCQ_CHOICES], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert "evidence only" in result.stdout and "choice: A" in result.stdout
+    assert f"page {HODGKIN_PAGE_LABEL} (pdf page 2)" in result.stdout
+    assert "route (rules): search 4 queries" in result.stdout
+
+
+def test_ask_json(cli_env) -> None:
+    result = CliRunner().invoke(app, ["ask", "What is caseous necrosis?", "--json", "--thread", "cli"], env=cli_env)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["evidence_only"] and payload["thread_id"] == "cli"
+    assert payload["citations"][0]["page_label"] == "103"
+
+
+def test_ask_reports_bad_input(cli_env, tmp_path: Path) -> None:
+    bad = tmp_path / "scan.png"
+    bad.write_text("not an image")
+    result = CliRunner().invoke(app, ["ask", "What is this?", "--image", str(bad)], env=cli_env)
+    assert result.exit_code == 2 and "not a readable image" in result.output
+    result = CliRunner().invoke(app, ["ask", "  "], env=cli_env)
+    assert result.exit_code == 2 and "the question is empty" in result.output
