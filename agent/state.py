@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypedDict
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
 # --- graph state --------------------------------------------------------------------------------
 
@@ -134,7 +134,6 @@ TraceEvent = Annotated[
     RouteEvent | SearchEvent | InspectEvent | ReflectEvent | CitationRemovedEvent | AnswerEvent,
     Field(discriminator="type"),
 ]
-TRACE_EVENTS: TypeAdapter[list[TraceEvent]] = TypeAdapter(list[TraceEvent])
 
 # --- result -------------------------------------------------------------------------------------
 
