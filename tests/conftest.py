@@ -118,3 +118,34 @@ def write_pathology_book(path: Path, title: str = "Essentials of Pathology") -> 
         labels=[{"startpage": 0, "style": "D", "firstpagenum": PATHOLOGY_FIRST_LABEL}],
         metadata={"title": title},
     )
+
+
+# --- a real vLLM server (CPU build, own venv) serving a tiny random-weight Qwen2-VL -------------
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory):
+    """A vLLM OpenAI-compatible server on 127.0.0.1 serving the tiny Qwen2-VL of `tests/tiny_vlm.py`.
+
+    Started once per session; yields a `tests.vllm_server.VllmServer`: `.base_url` (".../v1"),
+    `.model` ("tiny-vlm"), `.log_path`, `.started_in_s`. Skips when the vLLM venv
+    (`PATHORAG_VLLM_PYTHON`, else the default of `scripts/setup_vllm_cpu.sh`) is missing or broken.
+    """
+    from tests.vllm_server import default_vllm_python, start_vllm, vllm_python_problem
+
+    python = default_vllm_python()
+    problem = vllm_python_problem(python)
+    if problem:
+        pytest.skip(
+            f"no working vLLM CPU venv ({problem}); run `bash scripts/setup_vllm_cpu.sh` "
+            "(or point PATHORAG_VLLM_PYTHON at a python that imports vllm)"
+        )
+    from tests.tiny_vlm import build_tiny_qwen2_vl
+
+    root = tmp_path_factory.mktemp("vllm")
+    model_dir = build_tiny_qwen2_vl(root / "tiny-qwen2-vl")
+    server = start_vllm(python, model_dir, log_path=root / "vllm.log")
+    try:
+        yield server
+    finally:
+        server.stop()
