@@ -23,11 +23,11 @@ import numpy as np
 from PIL import Image
 
 from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
-from rag.models import PageHit
+from rag.models import PageHit, SparseVector
 from rag.page_index import PageIndex
 from rag.encoders.sparse import merge_weighted
 from rag.store import ChannelQuery, PageFilter, ScoredId
-from rag.terminology import expand_query
+from rag.terminology import find_alternatives
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
     if page_filter is None:
         return []
     limit = max(settings.prefetch_limit, top_k)
-    rankings = {name: index.store.search(_channel_query(index, query, name, limit), page_filter) for name in channels}
+    rankings = {name: index.store.search(_channel_query(index, query, name, limit, page_filter), page_filter) for name in channels}
     fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
     records = index.store.get_pages([point_id for point_id, _ in fused])
     hits = []
@@ -125,10 +125,12 @@ def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
     return PageFilter(book_ids=sorted(complete), organ_systems=list(query.organ_systems))
 
 
-def _channel_query(index: PageIndex, query: SearchQuery, channel: str, limit: int) -> ChannelQuery:
+def _channel_query(
+    index: PageIndex, query: SearchQuery, channel: str, limit: int, page_filter: PageFilter
+) -> ChannelQuery:
     encoders = index.encoders
     if channel == "bm25":
-        return ChannelQuery(BM25, _lexical_query(index, query.text), limit)
+        return ChannelQuery(BM25, _lexical_query(index, query.text, page_filter), limit)
     if channel == "text":
         return ChannelQuery(TEXT, encoders.text.embed_query(query.text)[None, :], limit)
     if channel == "page":
@@ -140,19 +142,31 @@ def _channel_query(index: PageIndex, query: SearchQuery, channel: str, limit: in
     return ChannelQuery(PAGE, vectors, limit, prefetch=prefetch)
 
 
-def _lexical_query(index: PageIndex, text: str):
+def _lexical_query(index: PageIndex, text: str, page_filter: PageFilter) -> SparseVector:
+    """BM25 query; where a query term is absent from the searched pages, its other names join at lower weight."""
     sparse = index.encoders.sparse
     vector = sparse.embed_query(text)
-    expansions = expand_query(text) if index.settings.query_expansion else []
-    if not expansions:
+    if not index.settings.query_expansion:
         return vector
-    extra = sparse.embed_query(" ".join(expansions))
     own = set(vector.indices)
-    extra_only = [(i, v) for i, v in zip(extra.indices, extra.values) if i not in own]
-    if not extra_only:
+    extra: dict[int, float] = {}
+    for alternatives in find_alternatives(text):
+        if _in_index(index, alternatives.found, page_filter):
+            continue
+        for term in sparse.embed_query(" ".join(alternatives.others)).indices:
+            if term not in own:
+                extra[term] = EXPANSION_WEIGHT
+    if not extra:
         return vector
-    indices, values = zip(*extra_only)
-    return merge_weighted([(vector, 1.0), (type(vector)(list(indices), list(values)), EXPANSION_WEIGHT)])
+    return merge_weighted([(vector, 1.0), (SparseVector(list(extra), list(extra.values())), 1.0)])
+
+
+def _in_index(index: PageIndex, words: str, page_filter: PageFilter) -> bool:
+    """Whether every term of `words` occurs on some searched page."""
+    terms = index.encoders.sparse.embed_query(words).indices
+    return all(
+        index.store.search(ChannelQuery(BM25, SparseVector([term], [1.0]), 1), page_filter) for term in terms
+    )
 
 
 def _weights(index: PageIndex, channels: list[str]) -> dict[str, float]:

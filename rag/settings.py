@@ -51,18 +51,20 @@ class Settings(BaseSettings):
     ocr: bool = Field(True, description="OCR pages with little or no text layer (needs Tesseract).")
     ocr_language: str = Field("eng", description="Tesseract language(s), e.g. 'eng' or 'eng+deu'.")
     ocr_min_chars: int = Field(40, ge=0, description="Pages with fewer text-layer characters are OCRed.")
-    chunk_words: int = Field(120, ge=10, description="Words per text chunk of a page.")
+    chunk_words: int = Field(80, ge=10, description="Words per text chunk of a page.")
     chunk_overlap: int = Field(40, ge=0, description="Words shared by consecutive chunks.")
 
     # --- search --------------------------------------------------------------------------
     fusion: Literal["rrf", "weighted"] = Field("weighted", description="How channel rankings are fused.")
     rrf_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion.")
     weight_bm25: float = Field(1.0, ge=0, description="Fusion weight of the BM25 (lexical) channel.")
-    weight_text: float = Field(1.0, ge=0, description="Fusion weight of the text-chunk (MiniLM) channel.")
+    weight_text: float = Field(0.7, ge=0, description="Fusion weight of the text-chunk (MiniLM) channel.")
     weight_page: float = Field(1.0, ge=0, description="Fusion weight of the page-image channel (text query).")
     weight_image: float = Field(1.0, ge=0, description="Fusion weight of the user's image (image query).")
     query_expansion: bool = Field(
-        True, description="Add other spellings and historical/modern names of query terms to lexical search."
+        False,
+        description="Add other spellings and historical/modern names of query terms that are missing from "
+        "the indexed text to lexical search.",
     )
     prefetch_limit: int = Field(100, ge=1, description="Candidates prefetched per channel before fusion.")
     top_k: int = Field(10, ge=1, le=200, description="Default number of pages returned by a search.")

@@ -5,11 +5,15 @@ aerogenes capsulatus" where the reader types "hemorrhage", "leukocyte" or "Clost
 perfringens". Expansion adds the other forms of what the query names, so lexical search finds the
 page whichever form it uses. The lexicon is general medical usage (British/American spelling and
 historical/modern names of organisms, cells, diseases and treatments), not tied to any book.
+Search only uses an expansion when the query's own wording is missing from the indexed text (a
+vocabulary gap): a book that uses the reader's words needs no help, and extra names would dilute
+the query.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 # American -> British spelling (older and British textbooks use the right-hand forms).
@@ -162,24 +166,34 @@ def _groups() -> list[tuple[re.Pattern, tuple[str, ...]]]:
     return compiled
 
 
-def spelling_variants(text: str) -> list[str]:
+@dataclass(frozen=True)
+class Alternatives:
+    """`found`: the words of the query that name something; `others`: its other names and spellings."""
+
+    found: str
+    others: tuple[str, ...]
+
+
+def spelling_alternatives(text: str) -> list[Alternatives]:
     """British/older spellings of the query's words that differ from them."""
-    variants = []
-    for word in _WORD.findall(text.lower()):
+    out = []
+    for word in dict.fromkeys(_WORD.findall(text.lower())):
         changed = word
         for pattern, replacement in SPELLING_VARIANTS:
             changed = re.sub(pattern, replacement, changed)
         if changed != word:
-            variants.append(changed)
-    return variants
+            out.append(Alternatives(word, (changed,)))
+    return out
 
 
-def expand_query(text: str) -> list[str]:
+def find_alternatives(text: str) -> list[Alternatives]:
     """Other names and spellings of what `text` names (none of them already in it)."""
     normalised = _normalise(text)
-    found: list[str] = []
+    out = []
     for pattern, names in _groups():
-        if pattern.search(normalised):
-            found += [name for name in names if not re.search(rf"\b{re.escape(name)}\b", normalised)]
-    found += spelling_variants(text)
-    return list(dict.fromkeys(found))
+        match = pattern.search(normalised)
+        if match:
+            others = tuple(n for n in names if not re.search(rf"\b{re.escape(n)}\b", normalised))
+            if others:
+                out.append(Alternatives(match.group(0), others))
+    return out + spelling_alternatives(text)

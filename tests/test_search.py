@@ -295,3 +295,43 @@ def test_fuse_weights_matter(method: str) -> None:
     assert winner(1.0, 2.0) == "b"
     assert winner(1.0, 0.0) == "a"  # a zero weight switches a channel off
     assert winner(0.0, 1.0) == "b"
+
+
+OLD_TERMS_PAGES = [
+    pdf_factory.PageSpec(
+        heading="Boils",
+        text="A boil is an acute inflammation of a hair follicle and its sebaceous gland, caused by the "
+        "staphylococcus; crops of boils occur in debilitated patients.",
+    ),
+    pdf_factory.PageSpec(
+        heading="Cellulitis",
+        text="Diffuse spreading inflammation of the subcutaneous tissue follows a wound of the hand; "
+        "lymphangitis and enlarged axillary glands may accompany it.",
+    ),
+]
+
+
+@pytest.mark.parametrize("expansion", [True, False])
+def test_query_expansion_bridges_a_vocabulary_gap(tmp_path: Path, text_only_encoders, expansion: bool):
+    """'furuncles' never occurs in a book that says 'boils': expansion finds the page, plain BM25 does not."""
+    settings = _settings(tmp_path, "none").model_copy(update={"query_expansion": expansion})
+    index = PageIndex(settings, encoders=text_only_encoders)
+    try:
+        assert index_pdf(index, pdf_factory.write_text_pdf(tmp_path / "old.pdf", OLD_TERMS_PAGES)).ok
+        hits = search_pages(index, SearchQuery(text="recurrent furuncles", channels=("bm25",)))
+        assert [hit.page for hit in hits][:1] == ([1] if expansion else [])
+    finally:
+        index.close()
+
+
+def test_query_expansion_is_skipped_when_the_books_use_the_query_words(library: Library):
+    """'macrophages' is in the index, so its other names (e.g. 'histiocyte') are not added; 'hemorrhage' is not."""
+    from rag.search import _lexical_query
+    from rag.store import PageFilter
+
+    sparse = library.index.encoders.sparse
+    plain = sparse.embed_query("macrophages in Bowman space")
+    assert _lexical_query(library.index, "macrophages in Bowman space", PageFilter()) == plain
+    query = "caseous necrosis with hemorrhage"
+    expanded = _lexical_query(library.index, query, PageFilter())
+    assert set(sparse.embed_query("haemorrhage").indices) <= set(expanded.indices)
