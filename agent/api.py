@@ -175,7 +175,6 @@ def _fresh_state(question: str, choices: list[str], model_ok: bool) -> AgentStat
         organ_systems=[],
         queries=[],
         done_queries=[],
-        option_hits={},
         pages={},
         evidence="",
         sufficient=False,

@@ -168,14 +168,11 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
 
     pages = {ref: dict(page) for ref, page in state["pages"].items()}
     by_location = {(page["book_id"], page["page"]): ref for ref, page in pages.items()}
-    option_hits = {letter: list(scores) for letter, scores in state["option_hits"].items()}
     events = []
     for query, search, (hits, error) in zip(queries, searches, outcomes):
         if error:
             warnings.append(f"search {query['text'][:60]!r} failed: {error}")
         refs = [_merge(pages, by_location, hit, query["text"]) for hit in hits]
-        if query["option"]:
-            option_hits.setdefault(query["option"], []).extend(hit.score for hit in hits)
         events.append(
             SearchEvent(
                 turn=turn,
@@ -192,7 +189,6 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
     return {
         "turn": turn,
         "pages": pages,
-        "option_hits": option_hits,
         "done_queries": state["done_queries"] + [query["text"] for query in queries],
         "queries": [],
         "warnings": warnings,
@@ -450,7 +446,7 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
         text = f"{EVIDENCE_ONLY} No indexed textbook page matched the question, so there is no evidence to show."
     elif choices:
         letters = LETTERS[: len(choices)]
-        scores = score_options(state["question"], choices, [state["option_hits"].get(letter, []) for letter in letters])
+        scores = score_options(state["question"], choices, [page["text"] for page in ranked])
         support = dict(zip(letters, scores))
         choice = max(letters, key=lambda letter: support[letter])
         text = (
@@ -462,8 +458,10 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
     result = AgentResult(
         answer=text,
         choice=choice,
-        rationale="Pages ranked by fused retrieval score. Option support: the best page score retrieved for "
-        "question + option, normalised across options." if choices else "Pages ranked by fused retrieval score.",
+        rationale="Pages ranked by fused retrieval score. Option support: where the retrieved pages state each "
+        "option's distinctive words close to the question's words (lexical, no model)."
+        if choices
+        else "Pages ranked by fused retrieval score.",
         evidence_only=True,
         insufficient_evidence=not ranked,
         option_support=support,

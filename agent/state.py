@@ -55,7 +55,6 @@ class AgentState(TypedDict, total=False):
     organ_systems: list[str]
     queries: list[Query]  # the queries of the round to run next
     done_queries: list[str]
-    option_hits: dict[str, list[float]]  # MCQ letter -> fused scores of the pages its queries found
     pages: dict[str, Page]  # ref -> page
     evidence: str  # the inspect steps' summaries, citing refs
     sufficient: bool

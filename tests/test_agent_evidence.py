@@ -139,12 +139,34 @@ def test_contradictory_model_settings_are_refused(agent_library) -> None:  # noq
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def test_score_options_normalises_best_scores() -> None:
-    assert score_options("q", ["a", "b"], [[0.5, 3.0], [1.0]]) == pytest.approx([0.75, 0.25])
-    assert score_options("q", ["a", "b", "c"], [[], [-1.0], []]) == pytest.approx([1 / 3] * 3)
-    assert score_options("q", ["a", "b"], [[-2.0], [1.0]]) == pytest.approx([0.0, 1.0])
-    with pytest.raises(ValueError):
-        score_options("q", ["a"], [])
+def test_score_options_prefers_the_option_stated_next_to_the_question_words() -> None:
+    page = (
+        "During the first twelve hours the minute vessels in the vicinity dilate, and from them lymph exudes "
+        "and leucocytes migrate into the tissues, where they gather in the clot between the divided surfaces. "
+        "In from twenty-four to thirty-six hours, "
+        "the capillaries of the part adjacent to the wound begin to throw out minute buds."
+    )
+    question = "When do the capillaries at the wound edges start sending out buds?"
+    options = ["During the first 12 hours", "After about five to seven days", "After about 24 to 36 hours"]
+    support = score_options(question, options, [page])
+    assert support.index(max(support)) == 2
+    assert sum(support) == pytest.approx(1.0)
+
+
+def test_score_options_checks_each_part_of_a_compound_option() -> None:
+    pages = [
+        "Osteomalacia is met with in pregnant and puerperal women.",
+        "Paget's disease of bone is usually seen in patients over fifty.",
+    ]
+    question = "In whom does osteomalacia occur, and at what age is Paget's disease seen?"
+    options = ["In pregnant and puerperal women; usually in adolescence", "In pregnant and puerperal women; usually over fifty"]
+    support = score_options(question, options, pages)
+    assert support[1] > support[0]
+
+
+def test_score_options_without_evidence_gives_equal_shares() -> None:
+    assert score_options("q", ["a", "b", "c"], []) == pytest.approx([1 / 3] * 3)
+    assert score_options("q", [], ["text"]) == []
 
 
 def test_extract_json_tolerates_fences_and_prose() -> None:
