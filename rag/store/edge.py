@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
+from rag.store.points import catalog_id, dense_vectors, non_empty_sparse, query_list
 
 _INDEXED_FIELDS = ("book_id", "organ_systems")
-_CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
 # The engine needs at least one vector config; catalog points carry no vectors at all.
 _CATALOG_PLACEHOLDER = qe.EdgeConfig(sparse_vectors={"placeholder": qe.EdgeSparseVectorParams()})
 _SCROLL_PAGE = 1000
@@ -145,7 +143,7 @@ class EdgeStore:
         shard = self._open_catalog()
         if shard is None:
             return
-        shard.update(qe.UpdateOperation.delete_points([_catalog_id(f"book:{book_id}")]))
+        shard.update(qe.UpdateOperation.delete_points([catalog_id(f"book:{book_id}")]))
         shard.flush()
 
     def get_meta(self) -> dict | None:
@@ -156,7 +154,7 @@ class EdgeStore:
 
     def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
         shard = self._catalog_or_create()
-        point = qe.Point(id=_catalog_id(key), vector={}, payload={"kind": kind, "data": data})
+        point = qe.Point(id=catalog_id(key), vector={}, payload={"kind": kind, "data": data})
         shard.update(qe.UpdateOperation.upsert_points([point]))
         shard.flush()
 
@@ -164,7 +162,7 @@ class EdgeStore:
         shard = self._open_catalog()
         if shard is None:
             return None
-        records = shard.retrieve([_catalog_id(key)], with_payload=True, with_vector=False)
+        records = shard.retrieve([catalog_id(key)], with_payload=True, with_vector=False)
         return records[0].payload["data"] if records else None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -276,32 +274,15 @@ def _sparse_params(spec: VectorSpec) -> qe.EdgeSparseVectorParams:
 # --- points, queries, filters ----------------------------------------------------------------
 
 
-def _catalog_id(key: str) -> str:
-    return str(uuid.uuid5(_CATALOG_NAMESPACE, key))
 
 
-def _check_point_id(point_id: str) -> None:
-    try:
-        canonical = str(uuid.UUID(point_id))
-    except ValueError:
-        canonical = ""
-    if canonical != point_id:
-        raise StoreError(f"Page point id {point_id!r} is not a canonical (lowercase, hyphenated) UUID string.")
 
 
 def _edge_point(point: PagePoint) -> qe.Point:
-    _check_point_id(point.point_id)
-    vector: dict[str, Any] = {name: _as_list(array, 1) for name, array in point.dense.items()}
-    vector |= {name: _as_list(array, 2) for name, array in point.multi.items()}
-    vector |= {name: _edge_sparse(sparse) for name, sparse in point.sparse.items() if sparse.indices}
+    vector = dense_vectors(point) | {name: _edge_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qe.Point(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
 
 
-def _as_list(array: np.ndarray, ndim: int) -> list:
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim != ndim:
-        raise StoreError(f"Expected a {ndim}-d vector array, got shape {array.shape}.")
-    return array.tolist()
 
 
 def _edge_sparse(sparse: SparseVector) -> qe.SparseVector:
@@ -311,10 +292,7 @@ def _edge_sparse(sparse: SparseVector) -> qe.SparseVector:
 def _nearest(query: ChannelQuery) -> qe.Query:
     if isinstance(query.vector, SparseVector):
         return qe.Query.Nearest(_edge_sparse(query.vector), using=query.using)
-    vector = np.asarray(query.vector, dtype=np.float32)
-    if vector.ndim not in (1, 2):
-        raise StoreError(f"Query vector for {query.using!r} must be (d,) or (n, d), got shape {vector.shape}.")
-    return qe.Query.Nearest(vector.tolist(), using=query.using)
+    return qe.Query.Nearest(query_list(query), using=query.using)
 
 
 def _prefetch(query: ChannelQuery, edge_filter: qe.Filter | None) -> qe.Prefetch:

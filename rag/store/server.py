@@ -5,20 +5,18 @@ Also runs against qdrant-client's local mode (`QdrantClient(path=...)`), which s
 
 from __future__ import annotations
 
-import uuid
 import warnings
 from typing import Any
 
-import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
+from rag.store.points import catalog_id, dense_vectors, non_empty_sparse, query_list
 
 _INDEXED_FIELDS = ("book_id", "organ_systems")
-_CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
 _SCROLL_PAGE = 1000
 # Comparable description of a stored vector: what must match for existing data to stay valid.
 _Signature = tuple[Any, ...]
@@ -142,7 +140,7 @@ class ServerStore:
 
     def delete_book(self, book_id: str) -> None:
         if self._client.collection_exists(self._catalog):
-            self._client.delete(self._catalog, [_catalog_id(f"book:{book_id}")], wait=True)
+            self._client.delete(self._catalog, [catalog_id(f"book:{book_id}")], wait=True)
 
     def get_meta(self) -> dict | None:
         return self._get_catalog("meta")
@@ -152,13 +150,13 @@ class ServerStore:
 
     def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
         self._ensure_catalog()
-        point = qm.PointStruct(id=_catalog_id(key), vector={}, payload={"kind": kind, "data": data})
+        point = qm.PointStruct(id=catalog_id(key), vector={}, payload={"kind": kind, "data": data})
         self._client.upsert(self._catalog, [point], wait=True)
 
     def _get_catalog(self, key: str) -> dict[str, Any] | None:
         if not self._client.collection_exists(self._catalog):
             return None
-        records = self._client.retrieve(self._catalog, [_catalog_id(key)], with_payload=True, with_vectors=False)
+        records = self._client.retrieve(self._catalog, [catalog_id(key)], with_payload=True, with_vectors=False)
         return records[0].payload["data"] if records else None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -239,32 +237,15 @@ def _sparse_signature(params: qm.SparseVectorParams) -> _Signature:
 # --- points, queries, filters ----------------------------------------------------------------
 
 
-def _catalog_id(key: str) -> str:
-    return str(uuid.uuid5(_CATALOG_NAMESPACE, key))
 
 
-def _check_point_id(point_id: str) -> None:
-    try:
-        canonical = str(uuid.UUID(point_id))
-    except ValueError:
-        canonical = ""
-    if canonical != point_id:
-        raise StoreError(f"Page point id {point_id!r} is not a canonical (lowercase, hyphenated) UUID string.")
 
 
 def _point_struct(point: PagePoint) -> qm.PointStruct:
-    _check_point_id(point.point_id)
-    vector: dict[str, Any] = {name: _as_list(array, 1) for name, array in point.dense.items()}
-    vector |= {name: _as_list(array, 2) for name, array in point.multi.items()}
-    vector |= {name: _qdrant_sparse(sparse) for name, sparse in point.sparse.items() if sparse.indices}
+    vector = dense_vectors(point) | {name: _qdrant_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qm.PointStruct(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
 
 
-def _as_list(array: np.ndarray, ndim: int) -> list:
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim != ndim:
-        raise StoreError(f"Expected a {ndim}-d vector array, got shape {array.shape}.")
-    return array.tolist()
 
 
 def _qdrant_sparse(sparse: SparseVector) -> qm.SparseVector:
@@ -274,10 +255,7 @@ def _qdrant_sparse(sparse: SparseVector) -> qm.SparseVector:
 def _query_vector(query: ChannelQuery) -> list | qm.SparseVector:
     if isinstance(query.vector, SparseVector):
         return _qdrant_sparse(query.vector)
-    vector = np.asarray(query.vector, dtype=np.float32)
-    if vector.ndim not in (1, 2):
-        raise StoreError(f"Query vector for {query.using!r} must be (d,) or (n, d), got shape {vector.shape}.")
-    return vector.tolist()
+    return query_list(query)
 
 
 def _prefetch(query: ChannelQuery, query_filter: qm.Filter | None) -> qm.Prefetch:
