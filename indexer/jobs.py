@@ -266,6 +266,7 @@ def reindex(settings: Settings, book_id: str | None = None, progress: Callable[[
             source = settings.books_dir / f"{book.book_id}.pdf"
             meta = BookMeta(book.title, book.edition, book.license, book.organ_systems)
             report = index_pdf(index, source, meta, progress(book.title) if progress else None)
+            report.path = Path(book.source_name or source.name)  # reports name the user's file, not the copy
             if report.status != "failed":
                 _restore_source_name(index, book)
             reports.append(report)

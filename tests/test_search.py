@@ -329,9 +329,11 @@ def test_query_expansion_is_skipped_when_the_books_use_the_query_words(library: 
     from rag.search import _lexical_query
     from rag.store import PageFilter
 
-    sparse = library.index.encoders.sparse
+    settings = library.index.settings.model_copy(update={"query_expansion": True})
+    index = PageIndex(settings, store=library.index.store, encoders=library.index.encoders)
+    sparse = index.encoders.sparse
     plain = sparse.embed_query("macrophages in Bowman space")
-    assert _lexical_query(library.index, "macrophages in Bowman space", PageFilter()) == plain
+    assert _lexical_query(index, "macrophages in Bowman space", PageFilter()) == plain
     query = "caseous necrosis with hemorrhage"
-    expanded = _lexical_query(library.index, query, PageFilter())
+    expanded = _lexical_query(index, query, PageFilter())
     assert set(sparse.embed_query("haemorrhage").indices) <= set(expanded.indices)
