@@ -110,6 +110,29 @@ class Settings(BaseSettings):
         None, description="Postgres URL for conversation threads; unset = SQLite under data_dir."
     )
 
+    # --- server --------------------------------------------------------------------------
+    api_keys: SecretStr | None = Field(
+        None, description="Comma-separated bearer tokens accepted by the HTTP server (ask, chat, pages, books list)."
+    )
+    admin_api_keys: SecretStr | None = Field(
+        None, description="Comma-separated bearer tokens that may also add and remove books."
+    )
+    allow_anonymous: bool = Field(
+        False, description="Serve requests without a key (local use only; without keys the server refuses to start)."
+    )
+    server_host: str = Field("127.0.0.1", description="Address `pathorag serve` listens on.")
+    server_port: int = Field(8000, ge=1, le=65535, description="Port `pathorag serve` listens on.")
+    server_model_name: str = Field("pathorag", description="Model id the OpenAI-compatible API lists and answers as.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS ('*' = any); empty = CORS off.")
+    max_request_bytes: int = Field(
+        30_000_000, ge=1_000, description="Largest accepted request body (uploads of books excepted)."
+    )
+    max_upload_bytes: int = Field(500_000_000, ge=1_000, description="Largest accepted PDF upload.")
+    request_timeout_s: float = Field(300.0, gt=0, description="Time limit of one question over HTTP, in seconds.")
+    image_url_hosts: str = Field(
+        "", description="Comma-separated hosts that remote image URLs may come from; empty = only data URLs."
+    )
+
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"

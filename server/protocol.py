@@ -1,0 +1,195 @@
+"""The HTTP protocol: pydantic request and response models, apart from the routes that serve them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.state import TraceEvent
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --- ask ------------------------------------------------------------------------------------------
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="The pathology question.")
+    images: list[str] = Field(default_factory=list, description="Images as base64 data URLs (data:image/png;base64,...).")
+    choices: list[str] = Field(default_factory=list, description="Multiple-choice options, in order (A, B, ...).")
+    books: list[str] = Field(default_factory=list, description="Only these book ids.")
+    organ_systems: list[str] = Field(default_factory=list, description="Only these organ systems.")
+    top_k: int | None = Field(None, ge=1, le=50, description="Pages kept per sub-query search.")
+    max_turns: int | None = Field(None, ge=1, le=10, description="Search rounds (1 = no reflection).")
+    thread_id: str | None = Field(None, min_length=1, max_length=200, description="Conversation thread id.")
+    stream: bool = Field(False, description="Server-sent events of the agent's progress, then the result.")
+
+
+class CitationOut(BaseModel):
+    ref: str = ""
+    book_id: str
+    title: str = ""
+    page: int
+    page_label: str = ""
+    section: str = ""
+    score: float = 0.0
+    snippet: str = ""
+    image_url: str = Field(description="Where the page image is served (GET, same API key).")
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class AskResponse(BaseModel):
+    answer: str
+    choice: str | None = None
+    rationale: str = ""
+    confidence: float | None = None
+    evidence_only: bool
+    insufficient_evidence: bool = False
+    option_support: dict[str, float] = Field(default_factory=dict)
+    citations: list[CitationOut] = Field(default_factory=list)
+    trace: list[TraceEvent] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    usage: UsageOut = Field(default_factory=UsageOut)
+    latency_ms: int = 0
+    thread_id: str | None = None
+
+
+# --- books and jobs -------------------------------------------------------------------------------
+
+
+class BookOut(BaseModel):
+    book_id: str
+    title: str
+    edition: str = ""
+    license: str = ""
+    source_name: str = ""
+    organ_systems: list[str] = Field(default_factory=list)
+    page_count: int = 0
+    status: str
+    failed_pages: list[int] = Field(default_factory=list)
+    added_at: str = ""
+
+
+class BookList(BaseModel):
+    books: list[BookOut]
+
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: JobStatus
+    file_name: str
+    book_id: str = ""
+    pages_done: int = 0
+    pages_total: int = 0
+    progress: float = Field(0.0, description="Fraction of pages done, 0..1.")
+    result: str = Field("", description="'indexed' or 'already indexed' when done.")
+    error: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class DeletedBook(BaseModel):
+    book_id: str
+    deleted: bool = True
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+# --- OpenAI-compatible chat -----------------------------------------------------------------------
+
+
+class ImageUrl(BaseModel):
+    url: str
+    detail: str | None = None
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+    image_url: ImageUrl | str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # temperature, tools, user, ...: accepted and ignored
+
+    model: str = ""
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[Any] | None = Field(None, description="Accepted and ignored: the agent uses its own tools.")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str = "stop"
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageOut
+    citations: list[CitationOut] = Field(
+        default_factory=list, description="Structured citations (an extra field standard clients ignore)."
+    )
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "pathorag"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
