@@ -329,6 +329,11 @@ def _load_image(path: Path):
         raise CliError(f"{path}: not a readable image ({error})") from None
 
 
+from pathorag.evaluation import register as _register_eval  # noqa: E402  (`eval`, `eval-convert`)
+
+_register_eval(app)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

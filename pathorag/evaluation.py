@@ -1,0 +1,533 @@
+"""`pathorag eval`: page-retrieval and answer benchmarks over question files (schema: README, "Evaluation").
+
+An item is one JSON line. Its kind decides what is measured:
+- in corpus: it names a `book` and its supporting page(s) (`support_pdf_page` or `support_pdf_pages`):
+  retrieval metrics against those pages, within that book;
+- out of corpus (no `book`, no support field, e.g. `out_of_corpus_mcq.jsonl`): a control, searched over
+  every indexed book; its top scores against the in-corpus ones give the score calibration (AUROC),
+  and in answer mode the share the agent marked `insufficient_evidence` gives the abstention;
+- external (`"kind": "external"`, as the converters write for PathVQA / PathMMU): answer accuracy only.
+
+Metric functions take ranks (1-based, `None` = not retrieved) and are pure, so tests check them by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+KS = (1, 5, 10)
+NDCG_K = 5
+LETTERS = "ABCDEFGHIJ"
+
+
+# --- metrics -----------------------------------------------------------------------------------------
+
+
+def ranks_of(ranked_pages: Sequence, support: Iterable) -> list[int | None]:
+    """1-based rank of each support page in the ranking, None where it is absent."""
+    position = {}
+    for rank, page in enumerate(ranked_pages, start=1):
+        position.setdefault(page, rank)
+    return [position.get(page) for page in support]
+
+
+def found_at(ranks: Sequence[int | None], k: int, all_pages: bool = True) -> bool:
+    """All support pages (or, with all_pages=False, any of them) are in the top k."""
+    inside = [r is not None and r <= k for r in ranks]
+    return all(inside) if all_pages else any(inside)
+
+
+def reciprocal_rank(ranks: Sequence[int | None]) -> float:
+    """1 / rank of the first support page found (0 when none is)."""
+    found = [r for r in ranks if r is not None]
+    return 1.0 / min(found) if found else 0.0
+
+
+def ndcg_at_k(ranks: Sequence[int | None], k: int = NDCG_K) -> float:
+    """Binary-relevance nDCG@k: every support page is relevant with gain 1."""
+    dcg = sum(1.0 / math.log2(r + 1) for r in ranks if r is not None and r <= k)
+    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(len(ranks), k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties counted half (Mann-Whitney U / (n_pos n_neg))."""
+    if not positives or not negatives:
+        return None
+    wins = 0.0
+    for p in positives:
+        for n in negatives:
+            wins += 1.0 if p > n else 0.5 if p == n else 0.0
+    return wins / (len(positives) * len(negatives))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100), as numpy's default."""
+    if not values:
+        return None
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def retrieval_summary(rows: Sequence[Sequence[int | None]]) -> dict:
+    """Recall@k (all support pages, and any support page), MRR and nDCG@5 over items' rank lists."""
+    n = len(rows)
+    if not n:
+        return {"n": 0}
+    out: dict = {"n": n}
+    for k in KS:
+        out[f"recall_all@{k}"] = round(sum(found_at(r, k, True) for r in rows) / n, 4)
+    for k in KS:
+        out[f"recall_any@{k}"] = round(sum(found_at(r, k, False) for r in rows) / n, 4)
+    out["mrr"] = round(sum(reciprocal_rank(r) for r in rows) / n, 4)
+    out[f"ndcg@{NDCG_K}"] = round(sum(ndcg_at_k(r, NDCG_K) for r in rows) / n, 4)
+    out["multi_page"] = sum(len(r) > 1 for r in rows)
+    return out
+
+
+def latency_summary(values_ms: Sequence[float]) -> dict:
+    if not values_ms:
+        return {"n": 0}
+    return {"n": len(values_ms), "p50_ms": round(percentile(values_ms, 50), 1), "p95_ms": round(percentile(values_ms, 95), 1)}
+
+
+# --- items ---------------------------------------------------------------------------------------------
+
+
+class EvalError(ValueError):
+    """A question file or book that cannot be evaluated (the message says why)."""
+
+
+@dataclass
+class Item:
+    id: str
+    kind: str  # in_corpus | out_of_corpus | external
+    type: str
+    style: str
+    question: str
+    options: list[str]
+    answer_letter: str | None
+    book: str | None
+    support: list[int]
+    image: Path | None
+    source_file: str
+    raw: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        return self.style or self.type
+
+
+def _options(value) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, dict):
+        return [str(value[key]) for key in sorted(value)]
+    return [str(option) for option in value]
+
+
+def _family(pdf_name: str) -> str:
+    """Books of one title share the part of the file name before `_dev` (e.g. the dev PDF and the haystack)."""
+    return pdf_name.removesuffix(".pdf").split("_dev")[0]
+
+
+def load_page_map(path: Path) -> tuple[str, dict[int, int]]:
+    """(PDF file name the map belongs to, orig_page -> pdf_page) from a `NAME.page_map.json`."""
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise EvalError(f"{path}: cannot read the page map ({error})") from None
+    pdf_name = path.name.removesuffix(".json").removesuffix(".page_map") + ".pdf"
+    return pdf_name, {int(e["orig_page"]): int(e["pdf_page"]) for e in entries}
+
+
+def load_items(path: Path, page_map: tuple[str, dict[int, int]] | None = None) -> tuple[list[Item], list[str]]:
+    """The items of one question file, and notes on what was skipped or re-targeted."""
+    notes: list[str] = []
+    items: list[Item] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise EvalError(f"{path}: cannot read ({error.strerror or error})") from None
+    retargeted = dropped = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise EvalError(f"{path}:{number}: not JSON ({error})") from None
+        if not isinstance(raw, dict) or not raw.get("question"):
+            raise EvalError(f"{path}:{number}: an item needs a `question`")
+        support = raw.get("support_pdf_pages") or ([raw["support_pdf_page"]] if raw.get("support_pdf_page") else [])
+        book = raw.get("book") or None
+        if page_map is not None and book and _family(book) == _family(page_map[0]) and book != page_map[0]:
+            orig = raw.get("support_orig_pages") or ([raw["support_orig_page"]] if raw.get("support_orig_page") else [])
+            if not orig or not all(int(p) in page_map[1] for p in orig):
+                dropped += 1
+                continue
+            book, support = page_map[0], [page_map[1][int(p)] for p in orig]
+            retargeted += 1
+        kind = raw.get("kind") or ("in_corpus" if book and support else "out_of_corpus" if not book and not support else "external")
+        image = raw.get("image")
+        items.append(
+            Item(
+                id=str(raw.get("id") or f"{path.stem}-{number}"),
+                kind=kind,
+                type=raw.get("type") or ("figure_vqa" if image else "text_mcq"),
+                style=raw.get("style") or "",
+                question=str(raw["question"]),
+                options=_options(raw.get("options")),
+                answer_letter=raw.get("answer_letter") or None,
+                book=book,
+                support=[int(p) for p in support],
+                image=(path.parent / image) if image else None,
+                source_file=path.name,
+                raw=raw,
+            )
+        )
+    if retargeted or dropped:
+        notes.append(f"{path.name}: {retargeted} items re-targeted to {page_map[0]} through orig_page; {dropped} without a mapped page skipped")
+    return items, notes
+
+
+# --- running -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalOptions:
+    mode: str = "retrieval"  # retrieval | answer
+    channels: tuple[str, ...] | None = None
+    top_k: int = 10
+    book_dir: Path | None = None
+    page_map: Path | None = None
+
+
+def _book_path(name: str, question_file: Path, book_dir: Path | None) -> Path:
+    for folder in ([book_dir] if book_dir else []) + [question_file.parent]:
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return candidate
+    raise EvalError(f"book {name!r} (named by {question_file.name}) not found in {book_dir or question_file.parent}")
+
+
+def run_eval(
+    settings,
+    question_files: Sequence[Path],
+    options: EvalOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+    index=None,
+) -> dict:
+    """Index the named books, run every item, and return the report (a JSON-ready dict)."""
+    from indexer.jobs import index_pdf
+    from rag.page_index import PageIndex
+
+    if options.mode not in ("retrieval", "answer"):
+        raise EvalError(f"unknown mode {options.mode!r}; choose retrieval or answer")
+    page_map = load_page_map(options.page_map) if options.page_map else None
+    items: list[Item] = []
+    notes: list[str] = []
+    book_files: dict[str, Path] = {}
+    for path in question_files:
+        loaded, file_notes = load_items(Path(path), page_map)
+        notes += file_notes
+        for item in loaded:
+            if item.book and item.book not in book_files:
+                book_files[item.book] = _book_path(item.book, Path(path), options.book_dir)
+        items += loaded
+    if not items:
+        raise EvalError("the question files hold no items")
+
+    own_index = index is None
+    index = index or PageIndex(settings)
+    agent = None
+    try:
+        book_ids: dict[str, str] = {}
+        indexing = {}
+        for name, pdf in book_files.items():
+            report = index_pdf(index, pdf, progress=(lambda done, total, n=name: progress(f"index {n}", done, total)) if progress else None)
+            if report.status == "failed":
+                raise EvalError(f"indexing {pdf} failed: {report.error}")
+            book_ids[name] = report.book_id
+            indexing[name] = {"book_id": report.book_id, "status": report.status, "seconds": round(report.seconds, 1)}
+        if options.mode == "answer":
+            from agent import Agent
+
+            agent = Agent(settings, index)
+        visual = index.encoders.page is not None
+        if options.mode == "retrieval":
+            _warm_up(index, options)
+        records = []
+        for done, item in enumerate(items):
+            if progress:
+                progress(f"{options.mode} {item.source_file}", done, len(items))
+            books = [book_ids[item.book]] if item.book else []
+            if options.mode == "retrieval":
+                records.append(_retrieve(index, item, books, options, visual))
+            else:
+                records.append(_answer(agent, item, books))
+        if progress:
+            progress(f"{options.mode} done", len(items), len(items))
+    finally:
+        if agent is not None:
+            agent.close()
+        if own_index:
+            index.close()
+    return build_report(records, options, settings, indexing, notes, visual)
+
+
+def _warm_up(index, options: EvalOptions) -> None:
+    """One untimed search, so model loading does not count as search latency."""
+    from rag.search import SearchError, SearchQuery, search_pages
+
+    try:
+        search_pages(index, SearchQuery(text="warm up", channels=options.channels))
+    except SearchError:
+        pass
+
+
+def _retrieve(index, item: Item, books: list[str], options: EvalOptions, visual: bool) -> dict:
+    from rag.search import SearchError, SearchQuery, search_pages
+
+    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "support": item.support}
+    if item.kind == "external":
+        return record | {"evaluable": False, "reason": "no support pages (external item)"}
+    image = None
+    if item.image is not None:
+        if not visual:
+            return record | {"evaluable": False, "reason": "image query without a visual channel (PATHORAG_PAGE_ENCODER=none)"}
+        from PIL import Image
+
+        with Image.open(item.image) as opened:
+            image = opened.convert("RGB")
+    query = SearchQuery(text=item.question, image=image, books=books, top_k=max(options.top_k, max(KS)), channels=options.channels)
+    started = time.perf_counter()
+    try:
+        hits = search_pages(index, query)
+    except SearchError as error:
+        return record | {"evaluable": False, "reason": f"search error: {error}"}
+    record["search_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    ranked = [(hit.book_id, hit.page) for hit in hits]
+    record["top_score"] = hits[0].score if hits else None
+    record["top_channel_scores"] = {
+        name: max((hit.channel_scores[name] for hit in hits if name in hit.channel_scores), default=None)
+        for name in sorted({n for hit in hits for n in hit.channel_scores})
+    }
+    record["retrieved"] = [f"{b[:8]}:{p}" for b, p in ranked]
+    if item.kind == "in_corpus":
+        record["ranks"] = ranks_of(ranked, [(books[0], page) for page in item.support])
+    return record | {"evaluable": True}
+
+
+def _answer(agent, item: Item, books: list[str]) -> dict:
+    from agent import AgentInputError
+
+    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "support": item.support}
+    if not item.options or not item.answer_letter:
+        return record | {"evaluable": False, "reason": "no options or answer letter (open question)"}
+    try:
+        result = agent.run(item.question, images=[item.image] if item.image else (), choices=item.options, books=books)
+    except (AgentInputError, OSError) as error:
+        return record | {"evaluable": False, "reason": f"agent refused the item: {error}"}
+    retrieved = {(h.book_id, h.page) for e in result.trace if e.type == "search" for h in e.hits}
+    record |= {
+        "evaluable": True,
+        "choice": result.choice,
+        "correct": result.choice == item.answer_letter,
+        "insufficient_evidence": result.insufficient_evidence,
+        "evidence_only": result.evidence_only,
+        "agent_ms": result.latency_ms,
+        "top_score": max((c.score for c in result.citations), default=None),
+        "warnings": result.warnings,
+    }
+    if item.kind == "in_corpus" and books:
+        record["support_retrieved"] = all((books[0], p) in retrieved for p in item.support)
+    return record
+
+
+def build_report(records: list[dict], options: EvalOptions, settings, indexing: dict, notes: list[str], visual: bool) -> dict:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        if record["kind"] == "in_corpus":
+            groups[record["group"]].append(record)
+            groups["all in-corpus"].append(record)
+        elif record["kind"] == "out_of_corpus":
+            groups["out-of-corpus"].append(record)
+        else:
+            groups[f"external: {record['group']}"].append(record)
+    not_evaluable: dict[str, int] = defaultdict(int)
+    for record in records:
+        if not record["evaluable"]:
+            not_evaluable[record["reason"]] += 1
+    report: dict = {
+        "mode": options.mode,
+        "settings": {
+            "channels": list(options.channels) if options.channels else "all available",
+            "top_k": max(options.top_k, max(KS)),
+            "fusion": settings.fusion,
+            "page_encoder": settings.page_encoder,
+            "visual_channel": visual,
+            "vlm": bool(settings.vlm_base_url),
+        },
+        "books": indexing,
+        "notes": notes,
+        "n_items": len(records),
+        "not_evaluable": dict(not_evaluable),
+        "groups": {},
+        "calibration": {},
+        "latency": {},
+    }
+    order = {"all in-corpus": 0, "out-of-corpus": 2}
+    for name, rows in sorted(groups.items(), key=lambda kv: (order.get(kv[0], 1) + 2 * kv[0].startswith("external"), kv[0])):
+        usable = [r for r in rows if r["evaluable"]]
+        entry = {"n": len(rows), "n_evaluable": len(usable)}
+        if options.mode == "retrieval" and name != "out-of-corpus" and not name.startswith("external"):
+            entry |= {k: v for k, v in retrieval_summary([r["ranks"] for r in usable]).items() if k != "n"}
+        if options.mode == "answer" and usable:
+            entry["accuracy"] = round(sum(r["correct"] for r in usable) / len(usable), 4)
+            entry["insufficient_evidence"] = round(sum(r["insufficient_evidence"] for r in usable) / len(usable), 4)
+            both = [r["support_retrieved"] for r in usable if "support_retrieved" in r and len(r["support"]) > 1]
+            if both:
+                entry["multi_page_all_support_retrieved"] = round(sum(both) / len(both), 4)
+        report["groups"][name] = entry
+    inside = [r for r in records if r["kind"] == "in_corpus" and r["evaluable"] and r.get("top_score") is not None]
+    outside = [r for r in records if r["kind"] == "out_of_corpus" and r["evaluable"] and r.get("top_score") is not None]
+    calibration: dict = {"n_in_corpus": len(inside), "n_out_of_corpus": len(outside)}
+    if inside and outside:
+        calibration["auroc_top_score"] = _round(auroc([r["top_score"] for r in inside], [r["top_score"] for r in outside]))
+        for name in sorted({n for r in inside + outside for n in r.get("top_channel_scores", {})}):
+            pos = [r["top_channel_scores"][name] for r in inside if r["top_channel_scores"].get(name) is not None]
+            neg = [r["top_channel_scores"][name] for r in outside if r["top_channel_scores"].get(name) is not None]
+            calibration[f"auroc_top_{name}_score"] = _round(auroc(pos, neg))
+        # Abstention a score threshold would give: reject below the 5th percentile of in-corpus top scores.
+        threshold = percentile([r["top_score"] for r in inside], 5)
+        calibration["threshold_in_corpus_p05"] = _round(threshold)
+        calibration["out_of_corpus_below_threshold"] = _round(sum(r["top_score"] < threshold for r in outside) / len(outside))
+    if options.mode == "answer":
+        ooc = [r for r in records if r["kind"] == "out_of_corpus" and r["evaluable"]]
+        if ooc:
+            calibration["out_of_corpus_insufficient_evidence"] = _round(sum(r["insufficient_evidence"] for r in ooc) / len(ooc))
+    report["calibration"] = calibration
+    stage = "search_ms" if options.mode == "retrieval" else "agent_ms"
+    report["latency"][stage.removesuffix("_ms")] = latency_summary([r[stage] for r in records if stage in r])
+    report["items"] = records
+    return report
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+# --- table ---------------------------------------------------------------------------------------------
+
+
+def report_table(report: dict):
+    from rich.table import Table
+
+    retrieval = report["mode"] == "retrieval"
+    if retrieval:
+        columns = ["group", "n", "R@1 all", "R@5 all", "R@10 all", "R@1 any", "R@5 any", "R@10 any", "MRR", "nDCG@5"]
+        keys = ["recall_all@1", "recall_all@5", "recall_all@10", "recall_any@1", "recall_any@5", "recall_any@10", "mrr", "ndcg@5"]
+    else:
+        columns = ["group", "n", "accuracy", "insufficient evidence", "multi-page: all support retrieved"]
+        keys = ["accuracy", "insufficient_evidence", "multi_page_all_support_retrieved"]
+    table = Table(*columns, title=f"pathorag eval ({report['mode']})")
+    for name, entry in report["groups"].items():
+        n = f"{entry['n_evaluable']}" + (f"/{entry['n']}" if entry["n_evaluable"] != entry["n"] else "")
+        table.add_row(name, n, *[_cell(entry.get(key)) for key in keys])
+    return table
+
+
+def _cell(value) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def report_lines(report: dict) -> list[str]:
+    lines = []
+    if report["mode"] == "retrieval":
+        lines.append("R@k all: every support page in the top k; R@k any: at least one (as BASELINE.md).")
+    for reason, count in report["not_evaluable"].items():
+        lines.append(f"not evaluable: {count} items ({reason})")
+    cal = report["calibration"]
+    if "auroc_top_score" in cal:
+        extra = ", ".join(f"{k.removeprefix('auroc_top_').removesuffix('_score')} {v:.3f}" for k, v in cal.items() if k.startswith("auroc_top_") and k != "auroc_top_score" and v is not None)
+        lines.append(
+            f"in- vs out-of-corpus AUROC of the top fused score {cal['auroc_top_score']:.3f}"
+            + (f" (per channel: {extra})" if extra else "")
+            + f"; out-of-corpus below the in-corpus 5th percentile: {cal['out_of_corpus_below_threshold']:.2f}"
+        )
+    if "out_of_corpus_insufficient_evidence" in cal:
+        lines.append(f"out-of-corpus questions marked insufficient_evidence: {cal['out_of_corpus_insufficient_evidence']:.2f}")
+    for stage, lat in report["latency"].items():
+        if lat.get("n"):
+            lines.append(f"latency {stage}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms (n={lat['n']})")
+    lines += report["notes"]
+    return lines
+
+
+# --- command line (registered on the `pathorag` app by pathorag/cli.py) ---------------------------------
+
+
+def register(app) -> None:
+    @app.command("eval")
+    def eval_command(
+        questions: Annotated[list[Path], typer.Argument(help="Question files (JSON lines); add a control file such as out_of_corpus_mcq.jsonl.")],
+        book_dir: Annotated[Optional[Path], typer.Option("--book-dir", help="Folder of the PDFs the items name (default: each questions file's folder).")] = None,
+        mode: Annotated[str, typer.Option(help="retrieval (page recall, MRR, nDCG) or answer (MCQ accuracy of the agent).")] = "retrieval",
+        channels: Annotated[Optional[list[str]], typer.Option("--channels", help="Only these channels (repeatable): bm25, text, page, image.")] = None,
+        top_k: Annotated[int, typer.Option("--top-k", min=1, max=200, help="Pages retrieved per question (at least 10 are).")] = 10,
+        out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+        page_map: Annotated[Optional[Path], typer.Option("--page-map", help="NAME.page_map.json: re-target items of another PDF of the same book through orig_page.")] = None,
+    ) -> None:
+        """Benchmark retrieval or answers on question files; prints a table, writes a JSON report."""
+        from pathorag.cli import _progress, _settings, _user_errors, console, out
+
+        with _user_errors():
+            options = EvalOptions(mode=mode, channels=tuple(channels) if channels else None, top_k=top_k, book_dir=book_dir, page_map=page_map)
+            settings = _settings()
+            try:
+                with _progress() as progress:
+                    task = progress.add_task("eval", total=None, rate="")
+
+                    def update(label: str, done: int, total: int) -> None:
+                        progress.update(task, description=label, completed=done, total=total)
+
+                    report = run_eval(settings, questions, options, update)
+            except EvalError as error:
+                from pathorag.cli import CliError
+
+                raise CliError(str(error)) from None
+        out.print(report_table(report))
+        for line in report_lines(report):
+            out.print(line, highlight=False)
+        if out_path:
+            out_path.write_text(json.dumps(report, indent=1))
+            console.print(f"report written to {out_path}")
+
+    @app.command("eval-convert")
+    def eval_convert(
+        source: Annotated[Path, typer.Argument(help="PathVQA / PathMMU file (JSON list, dict of lists, or JSON lines).")],
+        target: Annotated[Path, typer.Argument(help="Output question file (JSON lines).")],
+        fmt: Annotated[str, typer.Option("--from", help="pathvqa or pathmmu.")] = "pathvqa",
+    ) -> None:
+        """Convert a PathVQA or PathMMU file into the question schema of `pathorag eval`."""
+        from pathorag.cli import CliError, _user_errors, console
+        from pathorag.converters import ConvertError, convert_file
+
+        with _user_errors():
+            try:
+                count = convert_file(fmt, source, target)
+            except (ConvertError, OSError, json.JSONDecodeError) as error:
+                raise CliError(f"{source}: {error}") from None
+        console.print(f"{count} items written to {target}")
