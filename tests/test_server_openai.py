@@ -1,0 +1,113 @@
+"""The OpenAI-compatible API with real clients (openai, LangChain), schemathesis, and one run against vLLM."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.test_server import USER, live_server, png_data_url, server_settings, start_server  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def test_openai_client_non_streaming_and_streaming(live_server):  # noqa: F811
+    from openai import OpenAI
+
+    client = OpenAI(base_url=live_server.url + "/v1", api_key="user-key", timeout=120)
+    assert [m.id for m in client.models.list().data] == ["pathorag"]
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "Which cells are characteristic of Hodgkin lymphoma?"},
+        {"type": "image_url", "image_url": {"url": png_data_url()}},
+    ]}]
+    completion = client.chat.completions.create(model="pathorag", messages=messages)
+    text = completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop" and "Sources:" in text and "[P" in text
+    assert completion.model_extra["citations"][0]["image_url"].startswith("/v1/pages/")
+    assert completion.usage is not None
+    chunks = list(client.chat.completions.create(
+        model="pathorag", messages=messages, stream=True, stream_options={"include_usage": True}
+    ))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Sources:" in streamed
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None
+
+
+def test_chat_multi_turn_tasks_and_tools(live_server):  # noqa: F811
+    body = {
+        "model": "pathorag",
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "Tell me about Hodgkin lymphoma."},
+            {"role": "assistant", "content": "Reed-Sternberg cells... Sources: [P1] x"},
+            {"role": "user", "content": "Which markers do those cells express?"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "web_search", "parameters": {"type": "object"}}}],
+    }
+    reply = httpx.post(live_server.url + "/v1/chat/completions", headers=USER, json=body, timeout=120)
+    assert reply.status_code == 200 and reply.json()["citations"]
+    task = {"model": "pathorag", "stream": True, "messages": [{"role": "user", "content":
+            "### Task:\nGenerate a concise title for the chat history.\n### Chat History:\nUSER: granuloma"}]}
+    with httpx.stream("POST", live_server.url + "/v1/chat/completions", headers=USER, json=task) as streamed:
+        lines = [line for line in streamed.iter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]" and "title" in "".join(lines)
+    no_user = httpx.post(live_server.url + "/v1/chat/completions", headers=USER,
+                         json={"model": "x", "messages": [{"role": "system", "content": "hi"}]})
+    assert no_user.status_code == 422 and no_user.json()["error"]["message"]
+
+
+def test_langchain_chat_openai(live_server):  # noqa: F811
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=live_server.url + "/v1", api_key="user-key", model="pathorag", timeout=120, max_retries=0)
+    answer = llm.invoke("What is caseous necrosis?")
+    assert "Sources:" in answer.content
+    streamed = "".join(chunk.content for chunk in llm.stream("What is caseous necrosis?"))
+    assert "Sources:" in streamed
+
+
+def test_openapi_schema_has_no_server_errors(live_server):  # noqa: F811
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(live_server.url + "/openapi.json", headers=USER)
+    failures = []
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+        if op.method.upper() == "DELETE" or op.path in ("/v1/books",) and op.method.upper() == "POST":
+            continue  # destructive / slow; covered by the books test
+
+        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=op.as_strategy())
+        def check(case):
+            response = case.call(headers=USER, timeout=60)
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}")
+
+        check()
+    assert not failures, failures
+
+
+def test_chat_end_to_end_against_vllm(vllm_server, tmp_path, text_only_encoders):
+    from openai import OpenAI
+
+    from indexer.jobs import index_pdf
+    from rag.page_index import PageIndex
+    from tests.conftest import write_pathology_book
+
+    settings = server_settings(
+        tmp_path / "data", vlm_base_url=vllm_server.base_url, vlm_model=vllm_server.model, vlm_timeout_s=120,
+        agent_max_turns=1, agent_pages_per_call=1, agent_image_pixels=28 * 28 * 16, agent_max_output_tokens=96,
+        agent_max_seconds=400, vlm_max_retries=0, request_timeout_s=500,
+    )
+    index = PageIndex(settings, encoders=text_only_encoders)
+    assert index_pdf(index, write_pathology_book(tmp_path / "book.pdf")).ok
+    url, stop = start_server(settings, index)
+    try:
+        assert httpx.get(url + "/readyz").status_code == 200
+        client = OpenAI(base_url=url + "/v1", api_key="user-key", timeout=500, max_retries=0)
+        completion = client.chat.completions.create(model="pathorag", messages=[{"role": "user", "content": "What is a granuloma?"}])
+        assert completion.choices[0].message.content and completion.usage.prompt_tokens > 0
+    finally:
+        stop()
+        index.close()
