@@ -334,6 +334,27 @@ from pathorag.evaluation import register as _register_eval  # noqa: E402  (`eval
 _register_eval(app)
 
 
+@app.command("serve")
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: PATHORAG_SERVER_HOST).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: PATHORAG_SERVER_PORT).")] = None,
+) -> None:
+    """Run the HTTP API (REST, OpenAI-compatible chat, books admin) with uvicorn."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.auth import AuthConfigError
+
+    settings = _settings()
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        app_ = create_app(settings)
+    except AuthConfigError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    uvicorn.run(app_, host=host or settings.server_host, port=port or settings.server_port, timeout_graceful_shutdown=30)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
