@@ -77,6 +77,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     data = sorted(values)
     pos = (len(data) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
+    if lo == hi:
+        return data[lo]
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
@@ -300,7 +302,7 @@ def _warm_up(index, options: EvalOptions) -> None:
 def _retrieve(index, item: Item, books: list[str], options: EvalOptions, visual: bool) -> dict:
     from rag.search import SearchError, SearchQuery, search_pages
 
-    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "support": item.support}
+    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "book": item.book, "support": item.support}
     if item.kind == "external":
         return record | {"evaluable": False, "reason": "no support pages (external item)"}
     image = None
@@ -333,7 +335,7 @@ def _retrieve(index, item: Item, books: list[str], options: EvalOptions, visual:
 def _answer(agent, item: Item, books: list[str]) -> dict:
     from agent import AgentInputError
 
-    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "support": item.support}
+    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "book": item.book, "support": item.support}
     if not item.options or not item.answer_letter:
         return record | {"evaluable": False, "reason": "no options or answer letter (open question)"}
     try:
@@ -358,10 +360,13 @@ def _answer(agent, item: Item, books: list[str]) -> dict:
 
 def build_report(records: list[dict], options: EvalOptions, settings, indexing: dict, notes: list[str], visual: bool) -> dict:
     groups: dict[str, list[dict]] = defaultdict(list)
+    several_books = len({r["book"] for r in records if r["kind"] == "in_corpus"}) > 1
     for record in records:
         if record["kind"] == "in_corpus":
             groups[record["group"]].append(record)
             groups["all in-corpus"].append(record)
+            if several_books:
+                groups[f"book: {record['book']}"].append(record)
         elif record["kind"] == "out_of_corpus":
             groups["out-of-corpus"].append(record)
         else:
@@ -401,19 +406,21 @@ def build_report(records: list[dict], options: EvalOptions, settings, indexing: 
             if both:
                 entry["multi_page_all_support_retrieved"] = round(sum(both) / len(both), 4)
         report["groups"][name] = entry
-    inside = [r for r in records if r["kind"] == "in_corpus" and r["evaluable"] and r.get("top_score") is not None]
-    outside = [r for r in records if r["kind"] == "out_of_corpus" and r["evaluable"] and r.get("top_score") is not None]
+    # A query that retrieved nothing (or nothing from a channel) scores lowest: it is the clearest "not here".
+    inside = [r for r in records if r["kind"] == "in_corpus" and r["evaluable"] and "top_score" in r]
+    outside = [r for r in records if r["kind"] == "out_of_corpus" and r["evaluable"] and "top_score" in r]
     calibration: dict = {"n_in_corpus": len(inside), "n_out_of_corpus": len(outside)}
     if inside and outside:
-        calibration["auroc_top_score"] = _round(auroc([r["top_score"] for r in inside], [r["top_score"] for r in outside]))
+        calibration["score"] = "top fused search score" if options.mode == "retrieval" else "best cited page score of the agent"
+        calibration["auroc_top_score"] = _round(auroc([_score(r.get("top_score")) for r in inside], [_score(r.get("top_score")) for r in outside]))
         for name in sorted({n for r in inside + outside for n in r.get("top_channel_scores", {})}):
-            pos = [r["top_channel_scores"][name] for r in inside if r["top_channel_scores"].get(name) is not None]
-            neg = [r["top_channel_scores"][name] for r in outside if r["top_channel_scores"].get(name) is not None]
+            pos = [_score(r["top_channel_scores"].get(name)) for r in inside]
+            neg = [_score(r["top_channel_scores"].get(name)) for r in outside]
             calibration[f"auroc_top_{name}_score"] = _round(auroc(pos, neg))
         # Abstention a score threshold would give: reject below the 5th percentile of in-corpus top scores.
-        threshold = percentile([r["top_score"] for r in inside], 5)
+        threshold = percentile([_score(r.get("top_score")) for r in inside], 5)
         calibration["threshold_in_corpus_p05"] = _round(threshold)
-        calibration["out_of_corpus_below_threshold"] = _round(sum(r["top_score"] < threshold for r in outside) / len(outside))
+        calibration["out_of_corpus_below_threshold"] = _round(sum(_score(r.get("top_score")) < threshold for r in outside) / len(outside))
     if options.mode == "answer":
         ooc = [r for r in records if r["kind"] == "out_of_corpus" and r["evaluable"]]
         if ooc:
@@ -426,7 +433,11 @@ def build_report(records: list[dict], options: EvalOptions, settings, indexing: 
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+    return None if value is None or math.isinf(value) else round(value, 4)
+
+
+def _score(value: float | None) -> float:
+    return float("-inf") if value is None else value
 
 
 # --- table ---------------------------------------------------------------------------------------------

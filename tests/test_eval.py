@@ -196,6 +196,7 @@ def test_eval_command_retrieval_and_answer_report(tmp_path: Path, monkeypatch: p
     assert report["not_evaluable"] == {"image query without a visual channel (PATHORAG_PAGE_ENCODER=none)": 1}
     assert 0.0 <= report["calibration"]["auroc_top_score"] <= 1.0
     assert report["calibration"]["auroc_top_bm25_score"] == 1.0
+    assert report["calibration"]["score"] == "top fused search score"
     assert report["latency"]["search"]["n"] == 5 and report["latency"]["search"]["p95_ms"] > 0
     items = {item["id"]: item for item in report["items"]}
     assert items["t1"]["ranks"] == [1] and items["t2"]["ranks"] == [1]
