@@ -87,7 +87,10 @@ def _print_report(report) -> None:
 
 @index_app.command("add")
 def index_add(
-    pdfs: Annotated[list[Path], typer.Argument(help="PDF files to index.")],
+    pdfs: Annotated[Optional[list[Path]], typer.Argument(help="PDF files to index.")] = None,
+    manifest: Annotated[
+        Optional[Path], typer.Option(help="JSON manifest of books (file, title, edition, isbn, license, organ_systems, sha256).")
+    ] = None,
     title: Annotated[Optional[str], typer.Option(help="Book title (one PDF only).")] = None,
     edition: Annotated[str, typer.Option(help="Edition, e.g. '10th'.")] = "",
     license: Annotated[str, typer.Option(help="Licence of the book.")] = "",
@@ -98,14 +101,25 @@ def index_add(
     from rag.page_index import PageIndex
 
     with _user_errors():
+        pdfs = list(pdfs or [])
         if title and len(pdfs) > 1:
             raise CliError("--title applies to one PDF; index the files one by one to title each")
+        jobs = [(pdf, BookMeta(title or "", edition, license, list(organ or []))) for pdf in pdfs]
+        if manifest is not None:
+            from pathorag.manifest import ManifestError, load_manifest
+
+            try:
+                jobs += [(book.path, BookMeta(book.title, book.edition_with_isbn, book.license, book.organ_systems))
+                         for book in load_manifest(manifest)]
+            except ManifestError as error:
+                raise CliError(str(error)) from None
+        if not jobs:
+            raise CliError("give PDF files or --manifest FILE")
         index = PageIndex(_settings())
         failed = False
         try:
             with _progress() as progress:
-                for pdf in pdfs:
-                    meta = BookMeta(title or "", edition, license, list(organ or []))
+                for pdf, meta in jobs:
                     report = index_pdf(index, pdf, meta, _page_progress(progress, pdf.name))
                     progress.console.print()  # keep the finished bar, report below it
                     _print_report(report)
@@ -332,6 +346,10 @@ def _load_image(path: Path):
 from pathorag.evaluation import register as _register_eval  # noqa: E402  (`eval`, `eval-convert`)
 
 _register_eval(app)
+
+from pathorag.demo import register as _register_demo  # noqa: E402  (`demo`)
+
+_register_demo(app)
 
 
 @app.command("serve")
