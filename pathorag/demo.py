@@ -57,7 +57,16 @@ def demo() -> None:
     """Index the bundled demo atlas (once) and answer three sample questions with cited pages."""
     from agent import Agent, AgentConfigError, AgentInputError
     from indexer.jobs import BookMeta, book_id_of, index_pdf
-    from pathorag.cli import CliError, _page_progress, _print_report, _progress, _settings, _user_errors, console, out
+    from pathorag.cli import (
+        CliError,
+        _page_progress,
+        _print_report,
+        _progress,
+        _settings,
+        _user_errors,
+        console,
+        out,
+    )
     from pathorag.manifest import ManifestError, load_manifest
     from rag.page_index import PageIndex
 
