@@ -89,7 +89,7 @@ def test_compose_index_service_is_a_profiled_one_shot(compose):
     index = compose["services"]["index"]
     assert index["profiles"] == ["index"]
     assert any(volume.startswith("./books:/books") for volume in index["volumes"])
-    assert "pathorag index add /books/" in " ".join(index["command"])
+    assert index["command"] == ["index", "add", "--manifest", "/books/manifest.json"]
 
 
 def test_compose_named_volumes_are_declared(compose):
