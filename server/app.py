@@ -23,7 +23,7 @@ import httpx
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None, index: PageIndex | None = None)
     _add_page_routes(app, services)
     _add_book_routes(app, services)
     _add_openai_routes(app, services)
+    _add_web_routes(app)
     return app
 
 
@@ -571,6 +572,31 @@ def _save_upload(upload: UploadFile, target: Path, limit: int) -> None:
     except BaseException:
         shutil.rmtree(target.parent, ignore_errors=True)
         raise
+
+
+# --- web page --------------------------------------------------------------------------------------
+
+_STATIC = Path(__file__).parent / "static"
+_STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
+
+
+def _add_web_routes(app: FastAPI) -> None:
+    """The single-page web UI at `/`; open without a key (its API calls carry the key)."""
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+    @app.get("/", include_in_schema=False)
+    async def web_page() -> FileResponse:
+        page_headers = headers | {
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; frame-ancestors 'none'",
+            "Referrer-Policy": "no-referrer",
+        }
+        return FileResponse(_STATIC / "index.html", media_type="text/html; charset=utf-8", headers=page_headers)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def web_asset(name: str) -> FileResponse:
+        if name not in _STATIC_TYPES:
+            raise ApiError(404, "not found", "not_found")
+        return FileResponse(_STATIC / name, media_type=_STATIC_TYPES[name], headers=headers)
 
 
 # --- OpenAI-compatible chat ------------------------------------------------------------------------

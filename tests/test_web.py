@@ -1,0 +1,209 @@
+"""The web page at `/`, driven by headless Chromium (Playwright) against a real server on loopback, evidence-only.
+
+Playwright never downloads a browser here: it drives Debian's /usr/bin/chromium, and the tests skip when it is absent.
+Screenshots of the main states go to test-artifacts/web/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from indexer.jobs import BookMeta, index_pdf
+from rag.page_index import PageIndex
+from tests.conftest import write_pathology_book
+from tests.test_server import server_settings, start_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+SLOW_MS = 120_000
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the web page tests need it", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
+expect = sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory, text_only_encoders):
+    root = tmp_path_factory.mktemp("web")
+    settings = server_settings(root / "data")
+    index = PageIndex(settings, encoders=text_only_encoders)
+    report = index_pdf(index, write_pathology_book(root / "essentials.pdf"), BookMeta(organ_systems=["general"]))
+    assert report.ok
+    url, stop = start_server(settings, index)
+    yield url, root
+    stop()
+    index.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_api.sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        except Exception as error:  # e.g. a chromium that cannot start in this container
+            pytest.skip(f"headless Chromium did not start: {error}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 860})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def enter_key(page, key: str) -> None:
+    page.get_by_label("API key (kept in this tab only)").fill(key)
+    page.get_by_role("button", name="Use key").click()
+
+
+def png_file(path: Path) -> Path:
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 48), (200, 120, 180)).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_page_is_served_without_a_key(web_server):
+    url, _ = web_server
+    reply = httpx.get(url + "/")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
+    assert "Decision support, not a diagnosis" in reply.text
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
+        served = httpx.get(url + asset)
+        assert served.status_code == 200 and kind in served.headers["content-type"]
+    assert httpx.get(url + "/static/..%2Fapp.py").status_code == 404
+    assert httpx.get(url + "/v1/books").status_code == 401  # the API still needs a key
+
+
+def test_ask_with_image_streams_progress_and_cites_pages(web_server, page, tmp_path):
+    url, _ = web_server
+    page.goto(url + "/")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    expect(page.get_by_text("Decision support, not a diagnosis")).to_be_visible()
+    expect(page.locator("#key-status")).to_contain_text("No API key")
+    shot(page, "01-no-key")
+
+    enter_key(page, "user-key")
+    expect(page.locator("#key-status")).to_contain_text("Key accepted. 1 book indexed.")
+    expect(page.locator("#book-filter input[type=checkbox]")).to_have_count(1)
+    assert page.evaluate("sessionStorage.getItem('pathorag.apiKey')") == "user-key"
+    assert page.evaluate("localStorage.length") == 0
+
+    page.get_by_label("Question", exact=True).fill("Which cells are characteristic of Hodgkin lymphoma?")
+    for text in ("Reed-Sternberg cells", "Langhans giant cells", "Keratin pearls"):
+        page.get_by_role("button", name="Add option").click()
+        page.locator("#choices li input").last.fill(text)
+    page.get_by_role("button", name="Remove option C").click()
+    expect(page.locator("#choices li")).to_have_count(2)
+    page.locator("#images").set_input_files(str(png_file(tmp_path / "slide.png")))
+    expect(page.get_by_alt_text("Preview of slide.png")).to_be_visible()
+    shot(page, "02-question")
+
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#answer-box")).to_be_visible(timeout=SLOW_MS)
+    steps = page.locator("#progress-steps li")
+    expect(steps.first).to_contain_text("route:")
+    expect(page.locator("#progress-steps li.step-search").first).to_contain_text(" hit")
+    expect(page.locator("#answer-box")).to_contain_text("Evidence only")
+    expect(page.locator("#answer-box")).to_contain_text("No language model wrote this")
+    expect(page.locator("#history li")).to_have_count(1)
+    citations = page.locator("#citations button.citation")
+    assert citations.count() >= 1
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#citations img'); return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }",
+        timeout=30_000,
+    )
+    assert page.evaluate("document.querySelector('#citations img').naturalWidth") <= 256
+    shot(page, "03-answer")
+
+    labelled = page.locator("#citations button.citation", has_text="p. 102")
+    target = labelled.first if labelled.count() else citations.first
+    target.click()
+    dialog = page.locator("#page-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#page-dialog-title")).to_contain_text("p. ")
+    page.wait_for_function(
+        "() => { const i = document.getElementById('page-dialog-img'); return i.src.startsWith('blob:') && i.naturalWidth > 256; }",
+        timeout=30_000,
+    )
+    shot(page, "04-page-dialog")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    page.get_by_label("Question", exact=True).fill("What is caseous necrosis?")
+    page.get_by_label("Question", exact=True).press("Control+Enter")
+    expect(page.locator("#history li")).to_have_count(2, timeout=SLOW_MS)
+    expect(page.locator("#thread-info")).to_contain_text("2 so far")
+
+
+def test_wrong_key_and_server_errors_are_readable(web_server, page):
+    url, _ = web_server
+    page.goto(url + "/")
+    enter_key(page, "not-the-key")
+    expect(page.locator("#key-status")).to_contain_text("The API key was not accepted (401)")
+    page.get_by_label("Question", exact=True).fill("What is a granuloma?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#ask-error")).to_contain_text("not accepted (401)")
+    shot(page, "05-wrong-key")
+
+    enter_key(page, "user-key")
+    expect(page.locator("#key-status")).to_contain_text("Key accepted")
+    page.get_by_label("Question", exact=True).fill("   ")  # the page refuses it before sending
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#ask-error")).to_contain_text("Write a question first")
+    # a 422 from the server: an image the server cannot decode
+    page.get_by_label("Question", exact=True).fill("What is this?")
+    page.locator("#images").set_input_files(files=[{"name": "bad.png", "mimeType": "image/png", "buffer": b"not a png"}])
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#ask-error")).to_contain_text("(422)", timeout=SLOW_MS)
+    # client-side size check: a 6 MB image never leaves the page
+    page.locator("#images").set_input_files(files=[{"name": "huge.png", "mimeType": "image/png", "buffer": b"\0" * 6_000_000}])
+    expect(page.locator("#ask-error")).to_contain_text("the limit is 5 MB")
+
+
+def test_admin_uploads_a_pdf_and_removes_it(web_server, page):
+    url, root = web_server
+    pdf = write_pathology_book(root / "third.pdf", title="Third Pathology").read_bytes()
+    pdf = pdf.replace(b"Third Pathology", b"Third Pathologx", 1)  # same content would be the same book
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(url + "/")
+    enter_key(page, "admin-key")
+    expect(page.locator("#key-status")).to_contain_text("Key accepted")
+    page.locator("#books-panel summary").click()
+    page.locator("#pdf").set_input_files(files=[{"name": "third.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    page.get_by_label("Title (optional)").fill("Web Upload Book")
+    page.get_by_role("button", name="Upload and index").click()
+    expect(page.locator("#upload-status")).to_contain_text("Indexed third.pdf", timeout=SLOW_MS)
+    row = page.locator("#books-table tbody tr", has_text="Web Upload Book")
+    expect(row).to_contain_text("complete")
+    expect(page.locator("#book-filter")).to_contain_text("Web Upload Book")
+    shot(page, "06-books")
+    row.get_by_role("button", name="Remove Web Upload Book").click()
+    expect(page.locator("#upload-status")).to_contain_text('Removed "Web Upload Book"')
+    expect(page.locator("#books-table tbody tr", has_text="Web Upload Book")).to_have_count(0)
