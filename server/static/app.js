@@ -380,6 +380,8 @@ async function ask(event) {
     state.history.push(entry);
     renderHistory();
     $("question").value = "";
+    state.images = [];
+    renderPreviews();
     $("thread-info").textContent = `Follow-up questions continue this conversation (${state.history.length} so far).`;
     $("answer").focus();
   } catch (error) {
