@@ -54,7 +54,7 @@ def browser():
     with sync_api.sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        except Exception as error:  # e.g. a chromium that cannot start in this container
+        except sync_api.Error as error:  # e.g. a chromium that cannot start in this container
             pytest.skip(f"headless Chromium did not start: {error}")
         yield chromium
         chromium.close()

@@ -458,7 +458,7 @@ async function openPage(c, opener) {
   const dialog = $("page-dialog");
   const img = $("page-dialog-img");
   $("page-dialog-title").textContent = citationLabel(c);
-  $("page-dialog-meta").textContent = [c.section && `Section: ${c.section}`, `PDF page ${c.page}`, c.snippet && `“${c.snippet}”`].filter(Boolean).join(" · ");
+  $("page-dialog-meta").textContent = [c.section && `Section: ${c.section}`, `PDF page ${c.page}`, c.snippet && `“${c.snippet.replace(/\*\*/g, "")}”`].filter(Boolean).join(" · ");
   img.removeAttribute("src");
   img.alt = `Page ${c.page_label || c.page} of ${c.title || "the book"} (loading)`;
   dialog.returnFocusTo = opener;
