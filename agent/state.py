@@ -123,6 +123,13 @@ class CitationRemovedEvent(BaseModel):
     reason: str
 
 
+class AnswerTokenEvent(BaseModel):
+    """A piece of the model's answer text as it is generated (streaming only; not kept in the trace)."""
+
+    type: Literal["answer_token"] = "answer_token"
+    text: str
+
+
 class AnswerEvent(BaseModel):
     type: Literal["answer"] = "answer"
     by: Literal["model", "evidence"]
@@ -180,6 +187,13 @@ class ResultEvent(BaseModel):
 
 
 StreamEvent = Annotated[
-    RouteEvent | SearchEvent | InspectEvent | ReflectEvent | CitationRemovedEvent | AnswerEvent | ResultEvent,
+    RouteEvent
+    | SearchEvent
+    | InspectEvent
+    | ReflectEvent
+    | CitationRemovedEvent
+    | AnswerTokenEvent
+    | AnswerEvent
+    | ResultEvent,
     Field(discriminator="type"),
 ]
