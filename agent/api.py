@@ -3,6 +3,11 @@
 One `Agent` serves many questions, from many threads at once: it holds the page index, the model
 clients (with one shared concurrency limit) and, once a conversation thread is used, the checkpointer.
 Questions and images are never logged unless `agent_log_content` is on.
+
+A caller that must bound a run (an HTTP request's time limit, a client that went away) passes a
+`StopSignal` and/or `time_limit_s`: the run then raises `AgentStopped` at its next step, and no model
+call starts after the stop or runs past the limit. An `Observer` hears of every model call and search
+(metrics).
 """
 
 from __future__ import annotations
@@ -10,16 +15,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from agent.errors import AgentConfigError, AgentInputError
 from agent.graph import build_graph
 from agent.images import ImageInput, load_user_image
 from agent.nodes import RunContext
 from agent.prompts import LETTERS
-from agent.state import AgentResult, AgentState, ResultEvent, StreamEvent
+from agent.state import AgentResult, AgentState, ResultEvent, SearchEvent, StreamEvent
 from agent.threads import Threads, open_threads
-from agent.vlm import ChatModel, Endpoint
+from agent.vlm import ChatModel, Endpoint, ModelCall
 from rag.page_index import PageIndex
 from rag.settings import Settings
 
@@ -27,12 +33,54 @@ log = logging.getLogger(__name__)
 MAX_THREAD_ID_CHARS = 200
 
 
+class AgentStopped(RuntimeError):
+    """A run ended early by its caller's `StopSignal` or `time_limit_s`, before it had a result."""
+
+
+class StopSignal:
+    """Stops runs from another thread: each run stops before its next graph step, and no model call
+    starts after `stop()` (one already in flight ends by its own timeout, which `time_limit_s` bounds)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._contexts: list[RunContext] = []
+        self.reason = ""
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
+
+    def stop(self, reason: str = "stopped by the caller") -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self.reason = reason
+                self._event.set()
+            for context in self._contexts:
+                context.deadline = float("-inf")  # model calls check it before they start
+
+    def _attach(self, context: RunContext) -> None:
+        with self._lock:
+            self._contexts.append(context)
+            if self._event.is_set():
+                context.deadline = float("-inf")
+
+
+@dataclass
+class Observer:
+    """Callbacks for metrics, called from the agent's worker threads: they must be quick and thread-safe."""
+
+    on_model_call: Callable[[ModelCall], None] | None = None  # every HTTP call to a model
+    on_search: Callable[[SearchEvent], None] | None = None  # every search of a run (with its `seconds`)
+
+
 class Agent:
-    def __init__(self, settings: Settings, index: PageIndex | None = None) -> None:
+    def __init__(self, settings: Settings, index: PageIndex | None = None, observer: Observer | None = None) -> None:
         self.settings = settings
         self.index = index or PageIndex(settings)
         self._owns_index = index is None
-        self.router, self.answerer = _chat_models(settings)
+        self.observer = observer or Observer()
+        self.router, self.answerer = _chat_models(settings, self.observer.on_model_call)
         self._graph = build_graph()
         self._threads: Threads | None = None
         self._threaded_graph = None
@@ -51,9 +99,18 @@ class Agent:
         thread_id: str | None = None,
         books: Sequence[str] = (),
         organ_systems: Sequence[str] = (),
+        *,
+        stop: StopSignal | None = None,
+        time_limit_s: float | None = None,
     ) -> AgentResult:
-        """Answer one question. Raises `AgentInputError` for unusable input; model faults end in warnings."""
-        for event in self.stream(question, images, choices, thread_id, books, organ_systems):
+        """Answer one question. Raises `AgentInputError` for unusable input; model faults end in warnings.
+
+        `stop` / `time_limit_s` end the run early with `AgentStopped` (see the module's docstring).
+        """
+        events = self.stream(
+            question, images, choices, thread_id, books, organ_systems, stop=stop, time_limit_s=time_limit_s
+        )
+        for event in events:
             if isinstance(event, ResultEvent):
                 return event.result
         raise RuntimeError("the agent graph ended without a result")  # a bug, not a user error
@@ -66,12 +123,18 @@ class Agent:
         thread_id: str | None = None,
         books: Sequence[str] = (),
         organ_systems: Sequence[str] = (),
+        *,
+        stop: StopSignal | None = None,
+        time_limit_s: float | None = None,
     ) -> Iterator[StreamEvent]:
         """Events as the agent works (route, searches, inspections, reflections), then a `ResultEvent`.
 
         The input is checked before the first event, so bad input raises before anything is yielded.
+        With `stop` or `time_limit_s`, the iterator raises `AgentStopped` at the first step after the
+        stop or the limit; no model call starts after either, and none in flight outlasts the limit.
         """
         started = time.monotonic()
+        limit = started + time_limit_s if time_limit_s is not None else float("inf")
         question, choices = _check_text(self.settings, question, choices)
         context = RunContext(
             settings=self.settings,
@@ -81,8 +144,10 @@ class Agent:
             images=self._load_images(images),
             books=self._check_books(books),
             organ_systems=[name for name in organ_systems if name],
-            deadline=started + self.settings.agent_max_seconds,
+            deadline=min(started + self.settings.agent_max_seconds, limit),
         )
+        if stop is not None:
+            stop._attach(context)
         graph, config = self._graph, {"recursion_limit": 4 * self.settings.agent_max_turns + 10}
         if thread_id is not None:
             if not thread_id or len(thread_id) > MAX_THREAD_ID_CHARS:
@@ -92,15 +157,27 @@ class Agent:
         log.debug("question: %d chars, %d images, %d choices", len(question), len(context.images), len(choices))
         if self.settings.agent_log_content:
             log.info("question: %s", question)
-        return self._events(graph, config, _fresh_state(question, choices, self.answerer is not None), context, started, thread_id)
+        inputs = _fresh_state(question, choices, self.answerer is not None)
+        return self._events(graph, config, inputs, context, started, thread_id, stop, limit)
 
-    def _events(self, graph, config, inputs, context, started, thread_id) -> Iterator[StreamEvent]:
+    def _events(self, graph, config, inputs, context, started, thread_id, stop, limit) -> Iterator[StreamEvent]:
         final: dict = {}
-        for mode, chunk in graph.stream(inputs, config, context=context, stream_mode=["custom", "values"]):
-            if mode == "custom":
-                yield chunk
-            else:
-                final = chunk
+        on_search = self.observer.on_search
+        steps = graph.stream(inputs, config, context=context, stream_mode=["custom", "values"])
+        try:
+            for mode, chunk in steps:
+                if mode == "custom":
+                    if on_search is not None and isinstance(chunk, SearchEvent):
+                        _notify(on_search, chunk)
+                    yield chunk
+                else:
+                    final = chunk
+                if stop is not None and stop.stopped:
+                    raise AgentStopped(stop.reason)
+                if time.monotonic() > limit:
+                    raise AgentStopped(f"the run's time limit ({limit - started:g} s) was reached")
+        finally:
+            steps.close()  # ends the graph at once when the run stops early (or its consumer goes away)
         result = AgentResult.model_validate(final["result"])
         result.latency_ms = round((time.monotonic() - started) * 1000)
         result.thread_id = thread_id
@@ -189,7 +266,16 @@ def _fresh_state(question: str, choices: list[str], model_ok: bool) -> AgentStat
     )
 
 
-def _chat_models(settings: Settings) -> tuple[ChatModel | None, ChatModel | None]:
+def _notify(callback: Callable, value) -> None:
+    try:
+        callback(value)
+    except Exception:  # a metrics fault must not fail the question
+        log.exception("an observer callback failed")
+
+
+def _chat_models(
+    settings: Settings, on_call: Callable[[ModelCall], None] | None = None
+) -> tuple[ChatModel | None, ChatModel | None]:
     """(router, answerer); both None when no model is configured (evidence-only mode)."""
     if not settings.vlm_base_url:
         if settings.router_base_url:
@@ -206,7 +292,7 @@ def _chat_models(settings: Settings) -> tuple[ChatModel | None, ChatModel | None
     )
     slots = threading.BoundedSemaphore(settings.vlm_concurrency)
 
-    def model(endpoint: Endpoint) -> ChatModel:
+    def model(endpoint: Endpoint, role: str) -> ChatModel:
         return ChatModel(
             endpoint,
             timeout_s=settings.vlm_timeout_s,
@@ -215,7 +301,9 @@ def _chat_models(settings: Settings) -> tuple[ChatModel | None, ChatModel | None
             max_output_tokens=settings.agent_max_output_tokens,
             slots=slots,
             log_content=settings.agent_log_content,
+            role=role,
+            on_call=on_call,
         )
 
-    answerer = model(answerer_endpoint)
-    return (answerer if router_endpoint == answerer_endpoint else model(router_endpoint)), answerer
+    # Two clients even on one endpoint, so that each call is reported under its role.
+    return model(router_endpoint, "router"), model(answerer_endpoint, "answerer")

@@ -169,7 +169,7 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
     pages = {ref: dict(page) for ref, page in state["pages"].items()}
     by_location = {(page["book_id"], page["page"]): ref for ref, page in pages.items()}
     events = []
-    for query, search, (hits, error) in zip(queries, searches, outcomes):
+    for query, search, (hits, error, seconds) in zip(queries, searches, outcomes):
         if error:
             warnings.append(f"search {query['text'][:60]!r} failed: {error}")
         refs = [_merge(pages, by_location, hit, query["text"]) for hit in hits]
@@ -184,6 +184,7 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
                     for ref, h in zip(refs, hits)
                 ],
                 error=error,
+                seconds=round(seconds, 4),
             )
         )
     return {
@@ -207,7 +208,14 @@ def _search_query(ctx: RunContext, organ_systems: list[str], query: Query, visua
     )
 
 
-def _search(ctx: RunContext, query: SearchQuery) -> tuple[list[PageHit], str]:
+def _search(ctx: RunContext, query: SearchQuery) -> tuple[list[PageHit], str, float]:
+    """(hits, error, seconds)."""
+    started = time.monotonic()
+    hits, error = _search_once(ctx, query)
+    return hits, error, time.monotonic() - started
+
+
+def _search_once(ctx: RunContext, query: SearchQuery) -> tuple[list[PageHit], str]:
     try:
         hits = search_pages(ctx.index, query)
         if not hits and query.organ_systems and query.organ_systems != ctx.organ_systems:

@@ -99,6 +99,7 @@ class SearchEvent(BaseModel):
     used_image: bool = False
     hits: list[SearchHit] = Field(default_factory=list)
     error: str = ""
+    seconds: float = Field(0.0, description="How long the search took.")
 
 
 class InspectEvent(BaseModel):

@@ -5,6 +5,8 @@ Replies are asked for with `response_format={"type": "json_schema", ...}`, then 
 A server that ignores the schema gets one repair turn; after that the call fails with
 `VLMInvalidResponse`. Transport faults surface as `VLMUnavailable` (or its `VLMTimeout`) after the
 client's own retries with backoff. A semaphore shared by all questions bounds calls in flight.
+Each HTTP call is reported, when an `on_call` callback is given, as a `ModelCall` (role, outcome,
+seconds, tokens) for metrics.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -58,6 +61,28 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class ModelCall:
+    """One HTTP call to a model, as reported to `ChatModel`'s `on_call` callback (metrics)."""
+
+    role: str  # "router" or "answerer"
+    model: str
+    outcome: str  # "ok", "invalid" (the reply did not parse), "refused", "timeout" or "unavailable"
+    seconds: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _outcome(error: VLMError) -> str:
+    if isinstance(error, VLMTimeout):
+        return "timeout"
+    if isinstance(error, VLMUnavailable):
+        return "unavailable"
+    if isinstance(error, VLMRefusal):
+        return "refused"
+    return "invalid"
+
+
+@dataclass(frozen=True)
 class Parsed(Generic[Reply]):
     value: Reply
     prompt_tokens: int
@@ -77,8 +102,12 @@ class ChatModel:
         max_output_tokens: int,
         slots: threading.BoundedSemaphore,
         log_content: bool = False,
+        role: str = "answerer",
+        on_call: Callable[[ModelCall], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.role = role
+        self._on_call = on_call
         self.timeout_s = timeout_s
         self.temperature = temperature
         self.max_output_tokens = max_output_tokens
@@ -97,13 +126,20 @@ class ChatModel:
         schema = {"type": "json_schema", "json_schema": {"name": name, "schema": reply_type.model_json_schema()}}
         prompt_tokens = completion_tokens = 0
         for attempt in range(2):
-            content, usage = self._complete(messages, schema, deadline)
+            started = time.monotonic()
+            try:
+                content, usage = self._complete(messages, schema, deadline)
+            except VLMError as error:
+                self._report(_outcome(error), started, (0, 0))
+                raise
             prompt_tokens += usage[0]
             completion_tokens += usage[1]
             try:
                 value = reply_type.model_validate(extract_json(content))
+                self._report("ok", started, usage)
                 return Parsed(value, prompt_tokens, completion_tokens)
             except (ValueError, ValidationError) as error:
+                self._report("invalid", started, usage)
                 problem = _describe(error)
                 log.warning("%s reply from %s did not parse (attempt %d): %s", name, self.endpoint.model, attempt + 1, problem)
                 messages = [
@@ -112,6 +148,15 @@ class ChatModel:
                     {"role": "user", "content": _REPAIR.format(error=problem, name=name)},
                 ]
         raise VLMInvalidResponse(f"{self.endpoint.model} did not return a valid {name} JSON object ({problem})")
+
+    def _report(self, outcome: str, started: float, usage: tuple[int, int]) -> None:
+        if self._on_call is None:
+            return
+        call = ModelCall(self.role, self.endpoint.model, outcome, time.monotonic() - started, *usage)
+        try:
+            self._on_call(call)
+        except Exception:  # a metrics fault must not fail the question
+            log.exception("the model-call callback failed")
 
     def _complete(self, messages: list[dict], schema: dict, deadline: float | None) -> tuple[str, tuple[int, int]]:
         timeout = self.timeout_s
