@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     image_url_hosts: str = Field(
         "", description="Comma-separated hosts that remote image URLs may come from; empty = only data URLs."
     )
+    image_url_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Time limit for fetching one remote image URL (allowed hosts only), in seconds."
+    )
 
     @property
     def index_dir(self) -> Path:

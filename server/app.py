@@ -11,10 +11,12 @@ import json
 import logging
 import re
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -32,12 +34,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import rag  # noqa: F401  (torch/torchvision compatibility before any model library is imported)
 from agent import Agent, AgentInputError, ResultEvent
-from agent.state import AgentResult
+from agent.api import AgentStopped, StopSignal
+from agent.state import AgentResult, AnswerTokenEvent
 from indexer.jobs import remove_book
 from rag.page_index import PageIndex, page_point_id
 from rag.settings import Settings
 from server.auth import AuthError, KeyChecker, Principal
-from server.chat import answer_text, chat_question, task_reply
+from server.chat import (
+    StreamedAnswer,
+    answer_text,
+    chat_question,
+    progress_line,
+    task_reply,
+)
 from server.images import image_bytes
 from server.jobs import JobStore, JobWorker
 from server.limits import BodyLimitMiddleware
@@ -96,8 +105,8 @@ class Services:
         self.keys = KeyChecker(settings)  # refuses to start without keys unless anonymous use is allowed
         self.owns_index = index is None
         self.index = index or PageIndex(settings)
-        self.agent = Agent(settings, self.index)
         self.metrics = Metrics()
+        self.agent = Agent(settings, self.index, observer=self.metrics.observer())
         self.jobs = JobStore(settings.data_dir / "server" / "jobs.sqlite")
         self.worker = JobWorker(
             self.jobs, self.index,
@@ -186,7 +195,7 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(TimeoutError)
     async def timeout_error(request: Request, error: TimeoutError) -> JSONResponse:
-        return _error(504, "the question took longer than the server's time limit (request_timeout_s)", "timeout")
+        return _error(504, _TIMEOUT_MESSAGE, "timeout")
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
@@ -348,7 +357,7 @@ def _agent_for(services: Services, top_k: int | None, max_turns: int | None) -> 
         update["agent_pages_per_query"] = top_k
     if max_turns is not None:
         update["agent_max_turns"] = max_turns
-    return Agent(services.settings.model_copy(update=update), services.index), True
+    return Agent(services.settings.model_copy(update=update), services.index, observer=services.metrics.observer()), True
 
 
 async def _parse_ask(request: Request, services: Services) -> _Question:
@@ -397,7 +406,6 @@ async def _parse_ask(request: Request, services: Services) -> _Question:
 
 def _add_ask_routes(app: FastAPI, services: Services) -> None:
     user = Depends(_user(services))
-    settings = services.settings
 
     @app.post(
         "/v1/ask", response_model=AskResponse, tags=["ask"], openapi_extra=_ASK_OPENAPI, responses=_ERRORS,
@@ -409,43 +417,124 @@ def _add_ask_routes(app: FastAPI, services: Services) -> None:
         agent, temporary = _agent_for(services, ask.top_k, ask.max_turns)
         args = (ask.question, question.images, ask.choices, ask.thread_id, ask.books, ask.organ_systems)
         if ask.stream:
-            try:
-                events = await run_in_threadpool(agent.stream, *args)  # bad input raises here, before any event
-            except BaseException:
-                if temporary:
-                    agent.close()
-                raise
-            return EventSourceResponse(_ask_events(services, events, agent if temporary else None))
-        started = time.perf_counter()
-        try:
-            with anyio.fail_after(settings.request_timeout_s):
-                result = await run_in_threadpool(agent.run, *args)
-        finally:
-            if temporary:
-                agent.close()
-        services.metrics.agent_seconds.labels(str(result.evidence_only).lower()).observe(time.perf_counter() - started)
-        return _ask_response(result)
+            run = await _start_stream(services, agent, temporary, args)
+            return EventSourceResponse(_ask_events(run))
+        return _ask_response(await _answer(services, agent, temporary, args))
 
 
-async def _ask_events(services: Services, events, temporary: Agent | None):
-    deadline = time.monotonic() + services.settings.request_timeout_s
+# --- running the agent -----------------------------------------------------------------------------
+# Every run gets the request's time limit and a StopSignal: when the limit passes or the client goes
+# away, the agent stops at its next step and starts no further model call (it does not run on unseen).
+
+_TIMEOUT_MESSAGE = "the question took longer than the server's time limit (request_timeout_s)"
+
+
+def _run_in_thread(services: Services, agent: Agent, temporary: bool, args: tuple, stop: StopSignal) -> AgentResult:
+    services.metrics.agent_runs.inc()
     try:
-        async for event in iterate_in_threadpool(events):
+        return agent.run(*args, stop=stop, time_limit_s=services.settings.request_timeout_s)
+    finally:
+        services.metrics.agent_runs.dec()
+        if temporary:
+            agent.close()
+
+
+async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple) -> AgentResult:
+    """One answer within the request's time limit (TimeoutError -> 504 beyond it)."""
+    stop = StopSignal()
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(services.settings.request_timeout_s + 1.0):  # the agent stops itself at the limit
+            result = await anyio.to_thread.run_sync(
+                partial(_run_in_thread, services, agent, temporary, args, stop), abandon_on_cancel=True
+            )
+    except (AgentStopped, TimeoutError):
+        services.metrics.agent_stopped.labels("timeout").inc()
+        raise TimeoutError(_TIMEOUT_MESSAGE) from None
+    finally:
+        stop.stop("the request ended")  # a no-op after a normal answer; stops an abandoned run
+    services.metrics.agent_seconds.labels(str(result.evidence_only).lower()).observe(time.perf_counter() - started)
+    return result
+
+
+class _StreamedRun:
+    """An agent run whose events are pulled from worker threads as a client reads them."""
+
+    def __init__(self, services: Services, agent: Agent, temporary: bool, events: Iterator, stop: StopSignal) -> None:
+        self.services, self.agent, self.temporary, self.stop = services, agent, temporary, stop
+        self.events = self._counted(events)
+        self.started = time.perf_counter()
+        self.finished = False
+
+    def _counted(self, events: Iterator) -> Iterator:
+        self.services.metrics.agent_runs.inc()
+        try:
+            yield from events
+        finally:
+            self.services.metrics.agent_runs.dec()
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    def result(self, result: AgentResult) -> None:
+        self.finished = True
+        self.services.metrics.agent_seconds.labels(str(result.evidence_only).lower()).observe(time.perf_counter() - self.started)
+
+    def timed_out(self) -> None:
+        self.finished = True
+        self.services.metrics.agent_stopped.labels("timeout").inc()
+
+    def end(self) -> None:
+        """After the response: stop a run the client left, then close it off the event loop."""
+        if not self.finished:
+            self.finished = True
+            self.services.metrics.agent_stopped.labels("disconnect").inc()
+        self.stop.stop("the client went away")
+        threading.Thread(target=self._close, name="agent-stream-close", daemon=True).start()
+
+    def _close(self) -> None:
+        while self.events.gi_running:  # a step still in flight (it ends soon: the run is stopped)
+            time.sleep(0.02)
+        self.events.close()
+        if self.temporary:
+            self.agent.close()
+
+
+async def _start_stream(services: Services, agent: Agent, temporary: bool, args: tuple) -> _StreamedRun:
+    stop = StopSignal()
+    try:  # bad input raises here, before any event
+        events = await run_in_threadpool(
+            partial(agent.stream, *args, stop=stop, time_limit_s=services.settings.request_timeout_s)
+        )
+    except BaseException:
+        if temporary:
+            agent.close()
+        raise
+    return _StreamedRun(services, agent, temporary, events, stop)
+
+
+def _error_event(message: str, type_: str) -> dict:
+    return {"event": "error", "data": json.dumps({"error": {"message": message, "type": type_}})}
+
+
+async def _ask_events(run: _StreamedRun):
+    try:
+        async for event in iterate_in_threadpool(run.events):
             if isinstance(event, ResultEvent):
+                run.result(event.result)
                 yield {"event": "result", "data": _ask_response(event.result).model_dump_json()}
             else:
                 yield {"event": event.type, "data": event.model_dump_json()}
-            if time.monotonic() > deadline:
-                yield {"event": "error", "data": json.dumps({"error": {"message": "time limit reached", "type": "timeout"}})}
-                return
+    except AgentStopped:
+        run.timed_out()
+        yield _error_event(_TIMEOUT_MESSAGE, "timeout")
     except AgentInputError as error:
-        yield {"event": "error", "data": json.dumps({"error": {"message": str(error), "type": "invalid_request_error"}})}
+        yield _error_event(str(error), "invalid_request_error")
     except Exception as error:
         log.error("ask stream failed: %s", type(error).__name__, exc_info=error)
-        yield {"event": "error", "data": json.dumps({"error": {"message": "internal server error", "type": "server_error"}})}
+        yield _error_event("internal server error", "server_error")
     finally:
-        if temporary is not None:
-            temporary.close()
+        run.end()
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -628,12 +717,9 @@ def _add_openai_routes(app: FastAPI, services: Services) -> None:
         images = [await run_in_threadpool(image_bytes, ref, settings, f"image {n}") for n, ref in enumerate(asked.images, 1)]
         args = (asked.question, images)
         if body.stream:
-            events = await run_in_threadpool(services.agent.stream, *args)
-            return EventSourceResponse(_chat_stream(services, completion_id, model, events, include_usage))
-        started = time.perf_counter()
-        with anyio.fail_after(settings.request_timeout_s):
-            result = await run_in_threadpool(services.agent.run, *args)
-        services.metrics.agent_seconds.labels(str(result.evidence_only).lower()).observe(time.perf_counter() - started)
+            run = await _start_stream(services, services.agent, False, args)
+            return EventSourceResponse(_chat_stream(run, completion_id, model, include_usage))
+        result = await _answer(services, services.agent, False, args)
         citations = _citations(result)
         return _completion(completion_id, model, answer_text(result, citations), citations, _usage(result))
 
@@ -671,50 +757,39 @@ async def _chat_chunks(completion_id, model, texts, citations, usage: UsageOut, 
     yield {"data": "[DONE]"}
 
 
-async def _chat_stream(services: Services, completion_id: str, model: str, events, include_usage: bool):
-    state: dict = {}
-
-    async def texts():
-        deadline = time.monotonic() + services.settings.request_timeout_s
-        async for event in iterate_in_threadpool(events):
-            if isinstance(event, ResultEvent):
-                state["result"] = event.result
-            elif time.monotonic() > deadline:
-                yield "\n(time limit reached)\n"
-                return
-        result = state.get("result")
-        if result is None:
-            yield "(no answer)"
-            return
-        state["citations"] = _citations(result)
-        text = answer_text(result, state["citations"])
-        for start in range(0, len(text), 200):  # a few chunks, as clients expect a stream
-            yield text[start:start + 200]
-
-    collected = _collect(texts(), state)
-    async for item in _chat_chunks_lazy(completion_id, model, collected, state, include_usage):
-        yield item
-
-
-async def _collect(texts, state):
+async def _chat_stream(run: _StreamedRun, completion_id: str, model: str, include_usage: bool):
+    """The agent's progress as `reasoning_content` lines (shown by chat front ends as thinking, ignored by
+    plain clients), the answer's tokens as `content` as the model writes them, then the rest of the answer
+    text (choice, rationale, sources): the content adds up to the non-streaming reply's (see StreamedAnswer)."""
+    yield {"data": _chunk(completion_id, model, {"role": "assistant", "content": ""})}
+    answer = StreamedAnswer()
+    result: AgentResult | None = None
+    failure = ""
     try:
-        async for text in texts:
-            yield text
+        async for event in iterate_in_threadpool(run.events):
+            if isinstance(event, ResultEvent):
+                result = event.result
+                run.result(result)
+            elif isinstance(event, AnswerTokenEvent):
+                text = answer.token(event.text)
+                if text:
+                    yield {"data": _chunk(completion_id, model, {"content": text})}
+            elif line := progress_line(event):
+                yield {"data": _chunk(completion_id, model, {"reasoning_content": line + "\n"})}
+    except AgentStopped:
+        run.timed_out()
+        failure = "\n(time limit reached)"
     except Exception as error:
         log.error("chat stream failed: %s", type(error).__name__, exc_info=error)
-        yield "\n(internal server error)"
-
-
-async def _chat_chunks_lazy(completion_id, model, texts, state, include_usage):
-    """Like `_chat_chunks`, with citations and usage read once the answer is done."""
-    yield {"data": _chunk(completion_id, model, {"role": "assistant", "content": ""})}
-    async for text in texts:
-        if text:
-            yield {"data": _chunk(completion_id, model, {"content": text})}
-    citations = state.get("citations", [])
+        failure = "\n(internal server error)"
+    finally:
+        run.end()
+    citations = _citations(result) if result is not None else []
+    rest = answer.rest(answer_text(result, citations)) if result is not None else failure or "(no answer)"
+    for start in range(0, len(rest), 200):  # a few chunks, as clients expect a stream
+        yield {"data": _chunk(completion_id, model, {"content": rest[start:start + 200]})}
     final = {"citations": [c.model_dump() for c in citations]} if citations else {}
     yield {"data": _chunk(completion_id, model, {}, "stop", **final)}
-    result = state.get("result")
     if include_usage:
         usage = _usage(result) if result is not None else UsageOut()
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,

@@ -1,11 +1,19 @@
-"""OpenAI chat completions <-> the agent: the question from the messages, the answer as readable text."""
+"""OpenAI chat completions <-> the agent: the question from the messages, the answer as readable text,
+and, when streaming, the agent's progress as one line per step (sent as `reasoning_content`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from agent.errors import AgentInputError
-from agent.state import AgentResult
+from agent.state import (
+    AgentResult,
+    CitationRemovedEvent,
+    InspectEvent,
+    ReflectEvent,
+    RouteEvent,
+    SearchEvent,
+)
 from server.protocol import ChatCompletionRequest, ChatMessage, CitationOut
 
 TASK_MARKER = "### Task:"
@@ -99,3 +107,89 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
             section = f" ({citation.section})" if citation.section else ""
             lines.append(f"[{citation.ref or '?'}] {citation.title}, p. {page}{section}")
     return "\n".join(lines)
+
+
+# --- streaming --------------------------------------------------------------------------------------
+
+
+def progress_line(event: object) -> str:
+    """One human-readable line for an agent step ('' for events that are not progress)."""
+    if isinstance(event, RouteEvent):
+        if not event.retrieval:
+            return "Answering without searching the textbooks."
+        where = f" in {', '.join(event.organ_systems)}" if event.organ_systems else ""
+        count = len(event.queries)
+        return f"Planning ({'model' if event.by == 'model' else 'rules'}): {count} search{'es' if count != 1 else ''}{where}."
+    if isinstance(event, SearchEvent):
+        image = " (with the image)" if event.used_image else ""
+        if event.error:
+            return f"Searching: {event.query}{image} → failed ({event.error})"
+        count = len(event.hits)
+        return f"Searching: {event.query}{image} → {count} page{'s' if count != 1 else ''}"
+    if isinstance(event, InspectEvent):
+        if not event.pages:
+            return "No new pages to read."
+        zoomed = f", zoomed into {ref_ranges(event.zoomed)}" if event.zoomed else ""
+        verdict = "; the evidence suffices" if event.sufficient else ""
+        return f"Reading pages {ref_ranges(event.pages)}{zoomed}{verdict}."
+    if isinstance(event, ReflectEvent):
+        if event.next_queries:
+            count = len(event.next_queries)
+            return f"Searching again: {count} new quer{'ies' if count != 1 else 'y'}."
+        return f"Done searching: {event.stop_reason}." if event.stop_reason else ""
+    if isinstance(event, CitationRemovedEvent):
+        return f"Removed citation {event.citation}: {event.reason}."
+    return ""
+
+
+def ref_ranges(refs: list[str]) -> str:
+    """'P1-P4, P7' for P1, P2, P3, P4, P7 (refs that are not P<number> are listed as they are)."""
+    parts: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            parts.append(f"P{run[0]}" if len(run) == 1 else f"P{run[0]}-P{run[-1]}")
+            run.clear()
+
+    for ref in refs:
+        number = ref[1:] if ref[:1] == "P" else ""
+        if number.isdigit():
+            if run and int(number) != run[-1] + 1:
+                flush()
+            run.append(int(number))
+        else:
+            flush()
+            parts.append(ref)
+    flush()
+    return ", ".join(parts)
+
+
+class StreamedAnswer:
+    """The content of a streamed chat answer: the model's answer tokens as they come, then the rest.
+
+    The tokens' leading whitespace and any trailing whitespace still unsent are held back, so that when
+    the final answer text (`answer_text`) starts with the streamed answer, all that was sent adds up to
+    exactly the non-streaming content. When it does not (the model failed after streaming began and the
+    evidence answered instead), the complete answer text follows what was streamed, after a blank line.
+    """
+
+    def __init__(self) -> None:
+        self.sent = ""
+        self._held = ""
+
+    def token(self, text: str) -> str:
+        """The part of a token to send now ('' while only whitespace has come)."""
+        text = self._held + text
+        if not self.sent:
+            text = text.lstrip()
+        body = text.rstrip()
+        self._held = text[len(body):]
+        self.sent += body
+        return body
+
+    def rest(self, full: str) -> str:
+        """What still has to be sent once the final answer text is known."""
+        if full.startswith(self.sent):
+            return full[len(self.sent):]
+        return "\n\n" + full

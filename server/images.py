@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -12,6 +13,7 @@ import httpx
 from agent.images import ImageInputError
 from rag.settings import Settings
 
+_MAX_REDIRECTS = 3
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.ASCII)
 
 
@@ -36,26 +38,43 @@ def image_bytes(reference: str, settings: Settings, name: str) -> bytes:
             raise ImageInputError(f"{name}: invalid base64 in data URL") from None
     parts = urlsplit(reference)
     if parts.scheme in ("http", "https"):
-        host = (parts.hostname or "").lower()
-        if host not in allowed_hosts(settings):
+        hosts = allowed_hosts(settings)
+        if (parts.hostname or "").lower() not in hosts:
             raise ImageInputError(
                 f"{name}: remote image URLs are refused (send a base64 data URL, or allow the host in PATHORAG_IMAGE_URL_HOSTS)"
             )
-        return _fetch(reference, limit, name)
+        return _fetch(reference, hosts, limit, settings.image_url_timeout_s, name)
     raise ImageInputError(f"{name}: expected a base64 data URL (data:image/...;base64,...)")
 
 
-def _fetch(url: str, limit: int, name: str) -> bytes:
-    """Download from an allowed host: no redirects (they could leave the allow-list), size capped."""
+def _fetch(url: str, hosts: set[str], limit: int, timeout_s: float, name: str) -> bytes:
+    """Download from an allowed host: redirects only to allowed hosts (no SSRF through them), size and time capped."""
+    deadline = time.monotonic() + timeout_s  # httpx's timeout is per read; this one is for the whole download
     try:
-        with httpx.stream("GET", url, timeout=10.0, follow_redirects=False) as response:
-            if response.status_code != 200:
-                raise ImageInputError(f"{name}: the image URL answered HTTP {response.status_code}")
-            data = bytearray()
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > limit:
-                    raise ImageInputError(f"{name}: file larger than {limit} bytes")
-            return bytes(data)
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+            for _ in range(_MAX_REDIRECTS + 1):
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = str(response.url.join(response.headers["location"]))
+                        parts = urlsplit(url)
+                        if parts.scheme not in ("http", "https") or (parts.hostname or "").lower() not in hosts:
+                            raise ImageInputError(f"{name}: the image URL redirects to a host that is not allowed")
+                        continue
+                    if response.status_code != 200:
+                        raise ImageInputError(f"{name}: the image URL answered HTTP {response.status_code}")
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > limit:
+                        raise ImageInputError(f"{name}: file larger than {limit} bytes")
+                    data = bytearray()
+                    for chunk in response.iter_bytes():
+                        data += chunk
+                        if len(data) > limit:
+                            raise ImageInputError(f"{name}: file larger than {limit} bytes")
+                        if time.monotonic() > deadline:
+                            raise httpx.ReadTimeout("the download took too long")
+                    return bytes(data)
+            raise ImageInputError(f"{name}: the image URL redirects more than {_MAX_REDIRECTS} times")
+    except httpx.TimeoutException:
+        raise ImageInputError(f"{name}: the image URL did not answer within {timeout_s:g} s") from None
     except httpx.HTTPError as error:
         raise ImageInputError(f"{name}: cannot fetch the image URL ({type(error).__name__})") from None
