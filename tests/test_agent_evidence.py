@@ -228,3 +228,34 @@ def test_ask_reports_bad_input(cli_env, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a readable image" in result.output
     result = CliRunner().invoke(app, ["ask", "  "], env=cli_env)
     assert result.exit_code == 2 and "the question is empty" in result.output
+
+
+def test_score_options_finds_an_option_named_the_way_the_page_does_not() -> None:
+    # The lexicon knows neutrophils as polymorphonuclear leucocytes; spelling (leuco/leuko) is one word.
+    pages = ["The pus of an acute abscess consists chiefly of polymorphonuclear leucocytes and broken-down tissue."]
+    question = "Which white cells make up most of the pus of an acute abscess?"
+    options = ["Eosinophils", "Neutrophils", "Plasma cells"]
+    support = score_options(question, options, pages)
+    assert support.index(max(support)) == 1
+    assert score_options(question, ["Eosinophils", "Polymorphonuclear leukocytes"], pages)[1] > 0.9
+
+
+def test_score_options_compares_stems_not_prefixes() -> None:
+    # "ulcerated" and "ulcers" share a stem; "chancroid" and "chancre" share only their first letters.
+    pages = ["On the lip a hard chancre forms, which may become ulcerated and crusted."]
+    question = "What is the primary lesion of the lip called, and what may it become?"
+    assert score_options(question, ["A chancroid", "A hard chancre"], pages)[1] > 0.9
+    assert score_options("What may the lesion become?", ["Ulcers", "Calcified"], pages)[0] > 0.9
+
+
+def test_score_options_reads_each_compound_part_beside_its_own_clause() -> None:
+    # Read against the whole question, "hip" (beside syphilis, bone, most often affected) would win
+    # the second part; read against its own clause (gonorrhoea, joint, attacked), "knee" does.
+    pages = [
+        "In syphilis the tibia is the bone most often affected, and after it the hip is most often affected.",
+        "In gonorrhoea the knee is the joint attacked.",
+    ]
+    question = "In syphilis, which bone is most often affected, and in gonorrhoea, which joint is attacked?"
+    options = ["The tibia; the knee", "The tibia; the hip", "The femur; the knee"]
+    support = score_options(question, options, pages)
+    assert support.index(max(support)) == 0
