@@ -93,7 +93,7 @@ def task_reply(task: str) -> str:
 def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
     """The answer with its choice, rationale and a numbered sources list (markers [P1], [P2], ... as in the text)."""
     lines = []
-    if result.evidence_only:
+    if result.evidence_only and not result.answer.lstrip().lower().startswith("evidence only"):
         lines.append("(Evidence only: no language model generated this answer; these are the best-matching textbook pages.)\n")
     lines.append(result.answer.strip())
     if result.choice and f"{result.choice}" not in result.answer[:3]:
