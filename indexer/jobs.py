@@ -17,12 +17,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
 from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
+from rag.encoders.text import TextEncoder
 from rag.models import BookRecord, PagePoint, PageRecord
 from rag.page_index import PageIndex, page_point_id
 from rag.settings import Settings
@@ -30,6 +34,7 @@ from rag.settings import Settings
 log = logging.getLogger(__name__)
 
 PAGES_PER_BATCH = 8
+_IMAGE_WORKERS = 2  # threads WebP-encoding the page images of a batch
 Progress = Callable[[int, int], None]  # (pages done, pages in the book)
 
 
@@ -160,11 +165,20 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
 
 
 def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage]) -> list[PagePoint]:
-    """Page images stored, every channel's vectors computed; ready to upsert."""
+    """Page images stored, every channel's vectors computed; ready to upsert.
+
+    The page images are WebP-encoded and written on worker threads (Pillow's encoder releases the
+    GIL) while the models run, and the text chunks of all the pages go to the text encoder in one
+    call rather than one call per page (measured in BENCHMARKS.md, "Indexing").
+    """
     encoders = index.encoders
-    page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
+    with ThreadPoolExecutor(max_workers=_IMAGE_WORKERS, thread_name_prefix="page-images") as pool:
+        image_keys = pool.map(index.images.put, [p.image for p in pages])
+        page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
+        text_vectors = _embed_page_chunks(encoders.text, [p.text for p in pages])
+        image_keys = list(image_keys)
     points = []
-    for page, visual in zip(pages, page_vectors):
+    for page, visual, chunk_vectors, image_key in zip(pages, page_vectors, text_vectors, image_keys):
         record = PageRecord(
             book_id=book.book_id,
             title=book.title,
@@ -175,13 +189,12 @@ def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage])
             captions=page.captions,
             organ_systems=book.organ_systems,
             content_hash=hashlib.sha256(page.text.encode()).hexdigest()[:16],
-            image_key=index.images.put(page.image),
+            image_key=image_key,
             ocr=page.ocr,
         )
         point = PagePoint(point_id=page_point_id(book.book_id, page.page), record=record)
-        chunks = encoders.text.chunk(page.text)
-        if chunks:  # a multivector cannot be empty: a page without text has no text vector
-            point.multi[TEXT] = encoders.text.embed_documents(chunks)
+        if len(chunk_vectors):  # a multivector cannot be empty: a page without text has no text vector
+            point.multi[TEXT] = chunk_vectors
         # The page text already holds its headings and captions; extra weight on them was measured
         # to hurt (BENCHMARKS.md), so the lexical vector is the plain page text.
         lexical = encoders.sparse.embed_document(page.text)
@@ -192,6 +205,14 @@ def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage])
             point.dense[PAGE_POOLED] = encoders.page.pooled(visual)
         points.append(point)
     return points
+
+
+def _embed_page_chunks(text_encoder: TextEncoder, texts: list[str]) -> list[np.ndarray]:
+    """The chunk vectors of each page, (n_chunks, dim) each, from one text-encoder call for all pages."""
+    chunks = [text_encoder.chunk(text) for text in texts]
+    vectors = text_encoder.embed_documents([chunk for page_chunks in chunks for chunk in page_chunks])
+    ends = np.cumsum([len(page_chunks) for page_chunks in chunks])
+    return np.split(vectors, ends[:-1]) if len(texts) else []
 
 
 def _keep_source_copy(settings: Settings, path: Path, book_id: str) -> None:
