@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from PIL import Image
+import pydantic_core
 from pydantic import BaseModel
 
 from agent import prompts
@@ -25,6 +26,7 @@ from agent.state import (
     AgentResult,
     AgentState,
     AnswerEvent,
+    AnswerTokenEvent,
     Citation,
     CitationRemovedEvent,
     InspectEvent,
@@ -404,7 +406,7 @@ def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[Age
         state.get("history", []),
         searched=state["retrieval"],
     )
-    reply = ctx.answerer.chat(messages, Answer, ctx.deadline)
+    reply = ctx.answerer.chat(messages, Answer, ctx.deadline, on_text=_answer_streamer())
     _add_usage(update, reply)
     given = reply.value
     events: list[BaseModel] = []
@@ -432,6 +434,25 @@ def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[Age
         citations=citations,
     )
     return result, events
+
+
+def _answer_streamer():
+    """A callback for the model's growing JSON reply that streams its `answer` text as AnswerTokenEvents."""
+    writer = get_stream_writer()
+    sent = 0
+
+    def on_text(so_far: str) -> None:
+        nonlocal sent
+        try:
+            partial = pydantic_core.from_json(so_far, allow_partial="trailing-strings")
+        except ValueError:
+            return  # not (yet) a JSON object: a server ignoring the schema; the parsed reply still counts
+        answer = partial.get("answer") if isinstance(partial, dict) else None
+        if isinstance(answer, str) and len(answer) > sent:
+            writer(AnswerTokenEvent(text=answer[sent:]))
+            sent = len(answer)
+
+    return on_text
 
 
 def _valid_choice(choice: str | None, choices: list[str], update: dict) -> str | None:

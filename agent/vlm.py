@@ -6,7 +6,8 @@ A server that ignores the schema gets one repair turn; after that the call fails
 `VLMInvalidResponse`. Transport faults surface as `VLMUnavailable` (or its `VLMTimeout`) after the
 client's own retries with backoff. A semaphore shared by all questions bounds calls in flight.
 Each HTTP call is reported, when an `on_call` callback is given, as a `ModelCall` (role, outcome,
-seconds, tokens) for metrics.
+seconds, tokens) for metrics. With `on_text`, the first attempt is streamed and the callback sees the
+reply's text so far after every chunk (live answer tokens); the parsed reply is still what counts.
 """
 
 from __future__ import annotations
@@ -120,7 +121,13 @@ class ChatModel:
     def close(self) -> None:
         self._client.close()
 
-    def chat(self, messages: list[dict], reply_type: type[Reply], deadline: float | None = None) -> Parsed[Reply]:
+    def chat(
+        self,
+        messages: list[dict],
+        reply_type: type[Reply],
+        deadline: float | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Parsed[Reply]:
         """Ask for a reply of `reply_type`; one repair turn when the first reply does not parse."""
         name = reply_type.__name__
         schema = {"type": "json_schema", "json_schema": {"name": name, "schema": reply_type.model_json_schema()}}
@@ -128,7 +135,7 @@ class ChatModel:
         for attempt in range(2):
             started = time.monotonic()
             try:
-                content, usage = self._complete(messages, schema, deadline)
+                content, usage = self._complete(messages, schema, deadline, on_text if attempt == 0 else None)
             except VLMError as error:
                 self._report(_outcome(error), started, (0, 0))
                 raise
@@ -158,7 +165,9 @@ class ChatModel:
         except Exception:  # a metrics fault must not fail the question
             log.exception("the model-call callback failed")
 
-    def _complete(self, messages: list[dict], schema: dict, deadline: float | None) -> tuple[str, tuple[int, int]]:
+    def _complete(
+        self, messages: list[dict], schema: dict, deadline: float | None, on_text: Callable[[str], None] | None
+    ) -> tuple[str, tuple[int, int]]:
         timeout = self.timeout_s
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -167,15 +176,20 @@ class ChatModel:
         if not self._slots.acquire(timeout=timeout):
             raise VLMTimeout(f"no free model slot within {timeout:.0f} s (vlm_concurrency)")
         started = time.monotonic()
+        request = dict(
+            model=self.endpoint.model,
+            messages=messages,
+            response_format=schema,
+            temperature=self.temperature,
+            max_tokens=self.max_output_tokens,
+            timeout=timeout,
+        )
         try:
-            response = self._client.chat.completions.create(
-                model=self.endpoint.model,
-                messages=messages,
-                response_format=schema,
-                temperature=self.temperature,
-                max_tokens=self.max_output_tokens,
-                timeout=timeout,
-            )
+            if on_text is None:
+                content, refusal, finish, usage = _reply(self._client.chat.completions.create(**request))
+            else:
+                stream = self._client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True})
+                content, refusal, finish, usage = _streamed_reply(stream, on_text)
         except openai.APITimeoutError:
             raise VLMTimeout(f"{self.endpoint.model} at {self.endpoint.base_url} did not answer within {timeout:.0f} s") from None
         except openai.APIConnectionError as error:
@@ -186,20 +200,45 @@ class ChatModel:
             ) from None
         finally:
             self._slots.release()
-        if not response.choices:
-            raise VLMInvalidResponse(f"{self.endpoint.model} returned no choices")
-        choice = response.choices[0]
-        message = choice.message
-        if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
-            raise VLMRefusal(f"{self.endpoint.model} declined to answer: {_short(message.refusal or 'content filter')}")
-        usage = response.usage
-        tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+        if refusal or finish == "content_filter":
+            raise VLMRefusal(f"{self.endpoint.model} declined to answer: {_short(refusal or 'content filter')}")
         log.debug(
-            "%s: %.2f s, %d prompt + %d completion tokens", self.endpoint.model, time.monotonic() - started, *tokens
+            "%s: %.2f s, %d prompt + %d completion tokens", self.endpoint.model, time.monotonic() - started, *usage
         )
         if self._log_content:
-            log.info("%s replied: %s", self.endpoint.model, message.content)
-        return message.content or "", tokens
+            log.info("%s replied: %s", self.endpoint.model, content)
+        return content, usage
+
+
+def _tokens(usage) -> tuple[int, int]:
+    return (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+
+
+def _reply(response) -> tuple[str, str | None, str | None, tuple[int, int]]:
+    """(content, refusal, finish reason, token usage) of a whole response."""
+    if not response.choices:
+        raise VLMInvalidResponse("the model returned no choices")
+    choice = response.choices[0]
+    message = choice.message
+    return message.content or "", getattr(message, "refusal", None), choice.finish_reason, _tokens(response.usage)
+
+
+def _streamed_reply(stream, on_text: Callable[[str], None]) -> tuple[str, str | None, str | None, tuple[int, int]]:
+    """The same from a stream of chunks, calling `on_text` with the text so far as it grows."""
+    content, refusal, finish, usage = "", "", None, (0, 0)
+    with stream:
+        for chunk in stream:
+            if chunk.usage:
+                usage = _tokens(chunk.usage)
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            finish = choice.finish_reason or finish
+            refusal += getattr(choice.delta, "refusal", None) or ""
+            if choice.delta.content:
+                content += choice.delta.content
+                on_text(content)
+    return content, refusal or None, finish, usage
 
 
 def extract_json(text: str) -> dict:

@@ -3,6 +3,7 @@
 Each POST to /v1/chat/completions takes the next reply of the script: a dict (sent as JSON content),
 a str (sent verbatim), `Slow(seconds, reply)`, `Refusal(text)` or `Status(code)`. An exhausted
 script answers HTTP 500 so a test that calls the model more often than planned fails loudly.
+A request with `"stream": true` gets the same reply as server-sent chunks of a few characters.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ class ScriptedVLM:
                     message["refusal"] = reply.text
                 else:
                     message["content"] = reply if isinstance(reply, str) else json.dumps(reply)
+                if body.get("stream"):
+                    self._stream(message)
+                    return
                 self._send(
                     200,
                     {
@@ -98,6 +102,24 @@ class ScriptedVLM:
                         },
                     },
                 )
+
+            def _stream(self, message: dict) -> None:
+                head = {"id": f"chatcmpl-{len(vlm.requests)}", "object": "chat.completion.chunk", "created": int(time.time()), "model": vlm.model}
+                text, refusal = message["content"] or "", message["refusal"]
+                deltas = [{"refusal": refusal}] if refusal else [{"content": text[i : i + 7]} for i in range(0, len(text), 7)]
+                chunks = [head | {"choices": [{"index": 0, "delta": {"role": "assistant", **d}, "finish_reason": None}]} for d in deltas]
+                chunks.append(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                usage = {"prompt_tokens": vlm.usage[0], "completion_tokens": vlm.usage[1], "total_tokens": sum(vlm.usage)}
+                chunks.append(head | {"choices": [], "usage": usage})
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for chunk in chunks:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _send(self, code: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()

@@ -331,8 +331,16 @@ def test_follow_up_in_a_thread_sees_the_earlier_turn(make_agent, vlm) -> None:
 
 
 def test_stream_yields_typed_events_then_the_result(make_agent, vlm) -> None:
-    vlm.script(plan("Reed-Sternberg cells"), inspection(), answer())
+    text = "Reed-Sternberg cells are large binucleate cells with owl-eye nucleoli [P1]."
+    vlm.script(plan("Reed-Sternberg cells"), inspection(), answer(text))
     streamed = list(make_agent().stream("What are Reed-Sternberg cells?"))
     assert isinstance(streamed[-1], ResultEvent)
-    assert [event.type for event in streamed[:-1]] == [event.type for event in streamed[-1].result.trace]
+    progress = [event for event in streamed[:-1] if event.type != "answer_token"]
+    assert [event.type for event in progress] == [event.type for event in streamed[-1].result.trace]
     assert streamed[0].type == "route"
+    # The answer text streams in pieces (the scripted server sends 7-character chunks of the JSON
+    # reply) before the answer event, and the pieces add up to the final answer.
+    tokens = [i for i, event in enumerate(streamed) if event.type == "answer_token"]
+    assert len(tokens) > 3 and tokens[-1] < [event.type for event in streamed].index("answer")
+    assert "".join(streamed[i].text for i in tokens) == text == streamed[-1].result.answer
+    assert vlm.requests[-1]["stream"] is True and vlm.requests[0].get("stream") is not True
