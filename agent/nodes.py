@@ -243,6 +243,7 @@ def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: 
             page_label=hit.page_label,
             section=" > ".join(hit.section_path),
             score=hit.score,
+            text_similarity=hit.channel_scores.get("text", 0.0),
             snippet=hit.snippet,
             image_key=hit.image_key,
             text=hit.text,
@@ -253,6 +254,7 @@ def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: 
         return ref
     page = pages[ref]
     page["found_by"] = [*page["found_by"], query_text]
+    page["text_similarity"] = max(page["text_similarity"], hit.channel_scores.get("text", 0.0))
     if hit.score > page["score"]:
         page["score"], page["snippet"] = hit.score, hit.snippet
     return ref
@@ -471,19 +473,26 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
     choices = state["choices"]
     support: dict[str, float] = {}
     choice = None
+    weak = bool(ranked) and _weak_evidence(ctx, ranked)
     if not ranked:
         text = f"{EVIDENCE_ONLY} No indexed textbook page matched the question, so there is no evidence to show."
-    elif choices:
-        letters = LETTERS[: len(choices)]
-        scores = score_options(state["question"], choices, [page["text"] for page in ranked])
-        support = dict(zip(letters, scores))
-        choice = max(letters, key=lambda letter: support[letter])
+    elif weak:
         text = (
-            f"{EVIDENCE_ONLY} Retrieval supports option {choice} ({choices[letters.index(choice)]}) most, "
-            f"with {support[choice]:.0%} of the support; read the cited pages before relying on it."
+            f"{EVIDENCE_ONLY} No indexed textbook page matches the question closely, so the library may not "
+            "cover it and no answer is suggested; the closest pages are cited below."
         )
     else:
         text = f"{EVIDENCE_ONLY} The most relevant textbook pages are cited below, best first."
+    if ranked and choices:
+        letters = LETTERS[: len(choices)]
+        scores = score_options(state["question"], choices, [page["text"] for page in ranked])
+        support = dict(zip(letters, scores))
+        if not weak:
+            choice = max(letters, key=lambda letter: support[letter])
+            text = (
+                f"{EVIDENCE_ONLY} Retrieval supports option {choice} ({choices[letters.index(choice)]}) most, "
+                f"with {support[choice]:.0%} of the support; read the cited pages before relying on it."
+            )
     result = AgentResult(
         answer=text,
         choice=choice,
@@ -492,11 +501,22 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
         if choices
         else "Pages ranked by fused retrieval score.",
         evidence_only=True,
-        insufficient_evidence=not ranked,
+        insufficient_evidence=not ranked or weak,
         option_support=support,
         citations=citations,
     )
     return result, [AnswerEvent(by="evidence", choice=choice)]
+
+
+def _weak_evidence(ctx: RunContext, pages: list[Page]) -> bool:
+    """No retrieved page's text is as similar to a query as `agent_min_text_similarity` asks.
+
+    The cosine of the text encoder is an absolute measure, unlike fused scores, which are relative
+    to the other results and so depend on the library's size."""
+    threshold = ctx.settings.agent_min_text_similarity
+    if threshold <= 0:
+        return False
+    return max(page["text_similarity"] for page in pages) < threshold
 
 
 def _citation(page: Page) -> Citation:

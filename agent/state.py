@@ -29,6 +29,7 @@ class Page(TypedDict):
     page_label: str
     section: str
     score: float
+    text_similarity: float  # the best cosine of its text chunks to a query (text channel), 0 when unmatched
     snippet: str
     image_key: str
     text: str

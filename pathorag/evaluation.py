@@ -417,6 +417,7 @@ def build_report(records: list[dict], options: EvalOptions, settings, indexing: 
             pos = [_score(r["top_channel_scores"].get(name)) for r in inside]
             neg = [_score(r["top_channel_scores"].get(name)) for r in outside]
             calibration[f"auroc_top_{name}_score"] = _round(auroc(pos, neg))
+            calibration[f"threshold_in_corpus_p05_{name}"] = _round(percentile(pos, 5))
         # Abstention a score threshold would give: reject below the 5th percentile of in-corpus top scores.
         threshold = percentile([_score(r.get("top_score")) for r in inside], 5)
         calibration["threshold_in_corpus_p05"] = _round(threshold)
@@ -477,6 +478,11 @@ def report_lines(report: dict) -> list[str]:
             f"in- vs out-of-corpus AUROC of the top fused score {cal['auroc_top_score']:.3f}"
             + (f" (per channel: {extra})" if extra else "")
             + f"; out-of-corpus below the in-corpus 5th percentile: {cal['out_of_corpus_below_threshold']:.2f}"
+        )
+    if cal.get("threshold_in_corpus_p05_text") is not None:
+        lines.append(
+            f"in-corpus 5th percentile of the top text-channel cosine: {cal['threshold_in_corpus_p05_text']:.3f} "
+            "(a value for PATHORAG_AGENT_MIN_TEXT_SIMILARITY)"
         )
     if "out_of_corpus_insufficient_evidence" in cal:
         lines.append(f"out-of-corpus questions marked insufficient_evidence: {cal['out_of_corpus_insufficient_evidence']:.2f}")

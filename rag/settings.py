@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     agent_max_image_decoded_pixels: int = Field(
         50_000_000, ge=10_000, description="Largest accepted decoded user image (decompression-bomb guard)."
     )
+    agent_min_text_similarity: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description="Evidence-only mode: when no retrieved page's text is this similar (text-encoder cosine) to a query, the answer says the evidence is insufficient and picks no option (0 = never). Set for all-MiniLM-L6-v2; `pathorag eval --mode retrieval` reports the in-corpus 5th percentile for another encoder or library.",
+    )
     agent_search_concurrency: int = Field(4, ge=1, description="Sub-query searches run at once.")
     agent_log_content: bool = Field(
         False, description="Log questions and model replies (off: patient data stays out of logs)."

@@ -259,3 +259,17 @@ def test_score_options_reads_each_compound_part_beside_its_own_clause() -> None:
     options = ["The tibia; the knee", "The tibia; the hip", "The femur; the knee"]
     support = score_options(question, options, pages)
     assert support.index(max(support)) == 0
+
+
+def test_evidence_only_abstains_when_no_page_matches_closely(agent_library) -> None:  # noqa: F811
+    question = "Which tax form reports capital gains from the sale of shares?"
+    choices = ["Form 1040 Schedule D", "Form W-2", "Form 1099-INT"]
+    strict = Agent(agent_library.settings, agent_library.index)
+    result = strict.run(question, choices=choices)
+    assert result.evidence_only and result.insufficient_evidence and result.choice is None
+    assert "may not cover it" in result.answer and result.citations  # the closest pages stay visible
+    assert set(result.option_support) == {"A", "B", "C"}
+    # With the threshold off, the same question gets a (meaningless) best-supported option.
+    lenient_settings = agent_library.settings.model_copy(update={"agent_min_text_similarity": 0.0})
+    guessed = Agent(lenient_settings, agent_library.index).run(question, choices=choices)
+    assert not guessed.insufficient_evidence and guessed.choice in {"A", "B", "C"}
