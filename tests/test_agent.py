@@ -10,6 +10,7 @@ import socket
 import time
 
 import pytest
+from pydantic import SecretStr
 from PIL import Image
 
 from agent import Agent, AgentResult, ResultEvent
@@ -313,8 +314,24 @@ def test_images_go_as_data_urls_within_the_pixel_budget(make_agent, vlm) -> None
 # --- threads and streaming ------------------------------------------------------------------------
 
 
-def test_follow_up_in_a_thread_sees_the_earlier_turn(make_agent, vlm) -> None:
-    agent = make_agent()
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL server (pgserver's bundled binaries) on a Unix socket, for the Postgres checkpointer."""
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def thread_settings(request) -> dict:
+    if request.param == "sqlite":
+        return {}
+    return {"checkpoint_postgres_url": SecretStr(request.getfixturevalue("postgres_url"))}
+
+
+def test_follow_up_in_a_thread_sees_the_earlier_turn(make_agent, vlm, thread_settings) -> None:
+    agent = make_agent(**thread_settings)
     vlm.script(plan("Reed-Sternberg cells"), inspection(), answer(text="They are Reed-Sternberg cells."))
     agent.run("Which cells mark Hodgkin lymphoma?", thread_id="thread-follow-up")
     vlm.script(plan("CD15 CD30"), inspection(), answer(text="CD15 and CD30."))
@@ -328,6 +345,11 @@ def test_follow_up_in_a_thread_sees_the_earlier_turn(make_agent, vlm) -> None:
     vlm.script(plan("x"), inspection(), answer())
     agent.run("Unrelated question?", thread_id="thread-other")
     assert "Earlier in this conversation" not in vlm.requests[0]["messages"][-1]["content"]
+    # The thread outlives the agent (a server restart): a new agent on the same store continues it.
+    agent.close()
+    vlm.script(plan("x"), inspection(), answer())
+    make_agent(**thread_settings).run("And in which lymph nodes?", thread_id="thread-follow-up")
+    assert "CD15 and CD30." in vlm.requests[0]["messages"][-1]["content"]
 
 
 def test_stream_yields_typed_events_then_the_result(make_agent, vlm) -> None:
