@@ -11,7 +11,9 @@
 # Open WebUI pins its own FastAPI, pydantic, transformers and sentence-transformers, so it cannot share
 # the project's venv. torch is installed first, pinned to the CPU build that lies on this disk, so that
 # sentence-transformers does not pull PyPI's CUDA build (gigabytes of NVIDIA libraries) instead.
-# Idempotent: a venv that already imports open_webui is left as it is.
+# Idempotent: a venv that already imports open_webui and carries the ready marker is left as it is; the
+# marker is written last, so an install that was cut short (CI's `timeout`) is finished by the next run
+# and never taken for a working one.
 set -euo pipefail
 
 VENV=${1:-${PATHORAG_OPEN_WEBUI_VENV:-$HOME/.cache/pathorag/open-webui-venv}}
@@ -20,9 +22,10 @@ PYTHON=${PYTHON:-python3}
 OPEN_WEBUI_SPEC=${OPEN_WEBUI_SPEC:-open-webui==0.12.4}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 PY="$VENV/bin/python"
+READY="$VENV/pathorag-ready"  # tests/test_open_webui.py skips unless it is there
 
 works() {  # (open_webui.env itself refuses to import without WEBUI_SECRET_KEY, so only the package)
-  [ -x "$PY" ] && "$PY" -c "import open_webui, importlib.metadata as m; m.version('open-webui')" >/dev/null 2>&1
+  [ -x "$PY" ] && [ -f "$READY" ] && "$PY" -c "import open_webui, importlib.metadata as m; m.version('open-webui')" >/dev/null 2>&1
 }
 
 mkdir -p "$(dirname "$VENV")"
@@ -41,11 +44,12 @@ start=$(date +%s)
 "$PY" -m pip install -q "$TORCH_SPEC"
 "$PY" -m pip install -q "$TORCH_SPEC" "$OPEN_WEBUI_SPEC"
 
-if ! works; then
+if ! "$PY" -c "import open_webui, importlib.metadata as m; m.version('open-webui')" >/dev/null 2>&1; then
   echo "error: $VENV was set up but 'import open_webui' still fails:" >&2
   "$PY" -c "import open_webui" >&2 || true
   exit 1
 fi
+touch "$READY"
 version=$("$PY" -c 'import importlib.metadata as m; print(m.version("open-webui"))')
 echo "Open WebUI venv ready in $(( $(date +%s) - start )) s: $VENV (open-webui $version)" >&2
 echo "$PY"

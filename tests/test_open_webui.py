@@ -37,6 +37,8 @@ def open_webui_python() -> Path:
     python = Path(os.environ.get("PATHORAG_OPEN_WEBUI_PYTHON") or DEFAULT_PYTHON)
     if not python.exists():
         pytest.skip(f"no Open WebUI venv at {python}; run `bash scripts/setup_open_webui.sh`")
+    if not (python.parent.parent / "pathorag-ready").exists():
+        pytest.skip(f"the Open WebUI venv of {python} is unfinished (no pathorag-ready marker); rerun scripts/setup_open_webui.sh")
     check = subprocess.run([str(python), "-c", "import open_webui"], capture_output=True, text=True, timeout=120)
     if check.returncode != 0:
         pytest.skip(f"{python} cannot import open_webui ({check.stderr.strip()[-300:]}); rerun scripts/setup_open_webui.sh")
