@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         50_000_000, ge=10_000, description="Largest accepted decoded user image (decompression-bomb guard)."
     )
     agent_min_text_similarity: float = Field(
-        0.45,
+        0.5,
         ge=0,
         le=1,
         description="Evidence-only mode: when no retrieved page's text is this similar (text-encoder cosine) to a query, the answer says the evidence is insufficient and picks no option (0 = never). Set for all-MiniLM-L6-v2; `pathorag eval --mode retrieval` reports the in-corpus 5th percentile for another encoder or library.",
