@@ -189,7 +189,7 @@ class ChatModel:
                 content, refusal, finish, usage = _reply(self._client.chat.completions.create(**request))
             else:
                 stream = self._client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True})
-                content, refusal, finish, usage = _streamed_reply(stream, on_text)
+                content, refusal, finish, usage = _streamed_reply(stream, on_text, started + timeout)
         except openai.APITimeoutError:
             raise VLMTimeout(f"{self.endpoint.model} at {self.endpoint.base_url} did not answer within {timeout:.0f} s") from None
         except openai.APIConnectionError as error:
@@ -223,11 +223,18 @@ def _reply(response) -> tuple[str, str | None, str | None, tuple[int, int]]:
     return message.content or "", getattr(message, "refusal", None), choice.finish_reason, _tokens(response.usage)
 
 
-def _streamed_reply(stream, on_text: Callable[[str], None]) -> tuple[str, str | None, str | None, tuple[int, int]]:
-    """The same from a stream of chunks, calling `on_text` with the text so far as it grows."""
+def _streamed_reply(
+    stream, on_text: Callable[[str], None], ends_at: float
+) -> tuple[str, str | None, str | None, tuple[int, int]]:
+    """The same from a stream of chunks, calling `on_text` with the text so far as it grows.
+
+    The HTTP client's timeout bounds each read only; `ends_at` (time.monotonic()) bounds the whole reply,
+    so that a model that keeps writing cannot outlast the question's time limit."""
     content, refusal, finish, usage = "", "", None, (0, 0)
     with stream:
         for chunk in stream:
+            if time.monotonic() > ends_at:
+                raise VLMTimeout("the model was still writing when the time allowed for the call ran out")
             if chunk.usage:
                 usage = _tokens(chunk.usage)
             if not chunk.choices:
