@@ -1,4 +1,4 @@
-"""The web page at `/`, driven by headless Chromium (Playwright) against a real server on loopback, evidence-only.
+"""The web page at `/`, driven by headless Chromium (Playwright) against a real server on loopback (evidence-only, and once with a scripted streaming model).
 
 Playwright never downloads a browser here: it drives Debian's /usr/bin/chromium, and the tests skip when it is absent.
 Screenshots of the main states go to test-artifacts/web/ (gitignored).
@@ -207,3 +207,39 @@ def test_admin_uploads_a_pdf_and_removes_it(web_server, page):
     row.get_by_role("button", name="Remove Web Upload Book").click()
     expect(page.locator("#upload-status")).to_contain_text('Removed "Web Upload Book"')
     expect(page.locator("#books-table tbody tr", has_text="Web Upload Book")).to_have_count(0)
+
+
+def test_answer_text_appears_as_the_model_writes_it(web_server, page, tmp_path, text_only_encoders):
+    # The same book behind a server with a (scripted, streaming) model: the answer's text arrives as
+    # answer_token events, shown as a live draft, never as progress steps; the checked result replaces it.
+    from tests.scripted_vlm import ScriptedVLM
+    from tests.test_agent import answer, inspection, plan
+
+    _, root = web_server
+    vlm = ScriptedVLM()
+    text = "Reed-Sternberg cells mark Hodgkin lymphoma [P1]."
+    vlm.script(plan("Reed-Sternberg cells"), inspection(), answer(text))
+    settings = server_settings(tmp_path / "data").model_copy(update={"vlm_base_url": vlm.base_url, "vlm_model": vlm.model})
+    index = PageIndex(settings, encoders=text_only_encoders)
+    assert index_pdf(index, root / "essentials.pdf", BookMeta(organ_systems=["general"])).ok
+    url, stop = start_server(settings, index)
+    try:
+        page.goto(url + "/")
+        enter_key(page, "user-key")
+        expect(page.locator("#key-status")).to_contain_text("Key accepted")
+        page.evaluate(
+            """() => { window.drafts = []; new MutationObserver(() => {
+                 const d = document.querySelector('#answer .answer-draft'); if (d) window.drafts.push(d.textContent);
+               }).observe(document.getElementById('answer'), { childList: true, subtree: true, characterData: true }); }"""
+        )
+        page.get_by_label("Question", exact=True).fill("Which cells mark Hodgkin lymphoma?")
+        page.get_by_role("button", name="Ask", exact=True).click()
+        expect(page.locator("#answer-box")).to_contain_text(text, timeout=SLOW_MS)
+        drafts = page.evaluate("window.drafts")
+        assert drafts and drafts[-1] == text and len(set(drafts)) > 1  # grew piece by piece
+        assert page.locator("#progress-steps li.step-answer_token").count() == 0
+        expect(page.locator("#progress-steps li.step-answer")).to_contain_text("the model wrote the answer")
+    finally:
+        stop()
+        index.close()
+        vlm.close()

@@ -283,6 +283,13 @@ function addStep(kind, text) {
   progressList().append(el("li", { class: "step step-" + kind }, el("span", { class: "step-kind" }, kind + ": "), text));
 }
 
+// The model's answer text as it is written; renderResult replaces it with the checked result.
+function showDraft(text) {
+  let draft = $("answer").querySelector(".answer-draft");
+  if (!draft) { draft = el("p", { class: "answer-draft muted" }); $("answer").replaceChildren(draft); }
+  draft.textContent += text;
+}
+
 function describeEvent(name, data) {
   switch (name) {
     case "route":
@@ -369,6 +376,7 @@ async function ask(event) {
       let data;
       try { data = JSON.parse(text); } catch (_) { return; }
       if (name === "result") result = data;
+      else if (name === "answer_token") showDraft(data.text || "");
       else if (name === "error") failure = (data.error && data.error.message) || "the server reported an error";
       else { const line = describeEvent(name, data); entry.steps.push([name, line]); addStep(name, line); }
     });
