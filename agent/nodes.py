@@ -37,7 +37,7 @@ from agent.state import (
     SearchEvent,
     SearchHit,
 )
-from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMUnavailable
+from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUnavailable
 from rag.models import PageHit
 from rag.page_index import PageIndex
 from rag.search import SearchError, SearchQuery, search_pages
@@ -408,7 +408,7 @@ def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[Age
         state.get("history", []),
         searched=state["retrieval"],
     )
-    reply = ctx.answerer.chat(messages, Answer, ctx.deadline, on_text=_answer_streamer())
+    reply = ctx.answerer.chat(messages, Answer, ctx.deadline, on_text=_answer_streamer(ctx))
     _add_usage(update, reply)
     given = reply.value
     events: list[BaseModel] = []
@@ -438,13 +438,16 @@ def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[Age
     return result, events
 
 
-def _answer_streamer():
-    """A callback for the model's growing JSON reply that streams its `answer` text as AnswerTokenEvents."""
+def _answer_streamer(ctx: RunContext):
+    """A callback for the model's growing JSON reply that streams its `answer` text as AnswerTokenEvents
+    and cuts the reply short once the run is stopped or out of time."""
     writer = get_stream_writer()
     sent = 0
 
     def on_text(so_far: str) -> None:
         nonlocal sent
+        if ctx.time_left() <= 0:
+            raise VLMTimeout("the run was stopped or ran out of time while the answer was being written")
         try:
             partial = pydantic_core.from_json(so_far, allow_partial="trailing-strings")
         except ValueError:

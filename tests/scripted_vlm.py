@@ -3,7 +3,8 @@
 Each POST to /v1/chat/completions takes the next reply of the script: a dict (sent as JSON content),
 a str (sent verbatim), `Slow(seconds, reply)`, `Refusal(text)` or `Status(code)`. An exhausted
 script answers HTTP 500 so a test that calls the model more often than planned fails loudly.
-A request with `"stream": true` gets the same reply as server-sent chunks of a few characters.
+A request with `"stream": true` gets the same reply as server-sent chunks of a few characters
+(`chunk_delay` seconds apart).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ScriptedVLM:
         self.replies = list(replies or [])
         self.requests: list[dict] = []
         self.usage = (100, 20)
+        self.chunk_delay = 0.0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -117,6 +119,8 @@ class ScriptedVLM:
                     self.end_headers()
                     for chunk in chunks:
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(vlm.chunk_delay)
                     self.wfile.write(b"data: [DONE]\n\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass

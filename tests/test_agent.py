@@ -366,3 +366,27 @@ def test_stream_yields_typed_events_then_the_result(make_agent, vlm) -> None:
     assert len(tokens) > 3 and tokens[-1] < [event.type for event in streamed].index("answer")
     assert "".join(streamed[i].text for i in tokens) == text == streamed[-1].result.answer
     assert vlm.requests[-1]["stream"] is True and vlm.requests[0].get("stream") is not True
+
+
+def test_a_stop_while_the_answer_streams_cuts_the_model_call_short(agent_library, vlm) -> None:  # noqa: F811
+    from agent.api import AgentStopped, Observer, StopSignal
+
+    text = "Reed-Sternberg cells are large binucleate cells with owl-eye nucleoli [P1]."
+    vlm.script(plan("Reed-Sternberg cells"), inspection(), answer(text))
+    vlm.chunk_delay = 0.1  # about 3 s for the whole streamed answer
+    calls = []
+    settings = agent_library.settings.model_copy(update={"vlm_base_url": vlm.base_url, "vlm_model": vlm.model})
+    agent = Agent(settings, agent_library.index, observer=Observer(on_model_call=calls.append))
+    stop = StopSignal()
+    pieces = []
+    started = time.monotonic()
+    with pytest.raises(AgentStopped):
+        for event in agent.stream("What are Reed-Sternberg cells?", stop=stop):
+            if event.type == "answer_token":
+                pieces.append(event.text)
+                stop.stop("the client went away")
+    agent.close()
+    # The answer call ends at the next chunk instead of reading the whole reply.
+    assert len(pieces) == 1 and len(pieces[0]) < len(text)
+    assert [call.outcome for call in calls] == ["ok", "ok", "timeout"]
+    assert time.monotonic() - started < 2.5
