@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -83,9 +83,9 @@ _ERRORS = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", headers: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.type = status, message, type_
+        self.status, self.message, self.type, self.headers = status, message, type_, headers or {}
 
 
 def _error(status: int, message: str, type_: str) -> JSONResponse:
@@ -95,6 +95,30 @@ def _error(status: int, message: str, type_: str) -> JSONResponse:
 def _input_error_status(error: AgentInputError) -> int:
     text = str(error)
     return 413 if ("larger than" in text or "exceeds the limit" in text or "too many pixels" in text) else 422
+
+
+class QuestionSlots:
+    """Questions answered at once: beyond the limit a question is refused at once (503 + Retry-After)
+    rather than queued, so an overloaded server says so instead of letting every answer slow down."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = threading.BoundedSemaphore(limit)
+
+    def take(self) -> Callable[[], None]:
+        """A slot, as its release function (safe to call more than once)."""
+        if not self._free.acquire(blocking=False):
+            raise ApiError(
+                503, "the server is answering as many questions as it allows (max_questions_in_flight); retry shortly",
+                "overloaded", headers={"Retry-After": "2"},
+            )
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                self._free.release()
+
+        return release
 
 
 class Services:
@@ -107,6 +131,7 @@ class Services:
         self.index = index or PageIndex(settings)
         self.metrics = Metrics()
         self.agent = Agent(settings, self.index, observer=self.metrics.observer())
+        self.question_slots = QuestionSlots(settings.max_questions_in_flight)
         self.jobs = JobStore(settings.data_dir / "server" / "jobs.sqlite")
         self.worker = JobWorker(
             self.jobs, self.index,
@@ -166,7 +191,9 @@ def create_app(settings: Settings | None = None, index: PageIndex | None = None)
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return _error(error.status, error.message, error.type)
+        response = _error(error.status, error.message, error.type)
+        response.headers.update(error.headers)
+        return response
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, error: AuthError) -> JSONResponse:
@@ -441,6 +468,12 @@ def _run_in_thread(services: Services, agent: Agent, temporary: bool, args: tupl
 
 async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple) -> AgentResult:
     """One answer within the request's time limit (TimeoutError -> 504 beyond it)."""
+    try:
+        release = services.question_slots.take()
+    except ApiError:
+        if temporary:
+            agent.close()
+        raise
     stop = StopSignal()
     started = time.perf_counter()
     try:
@@ -453,6 +486,7 @@ async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple
         raise TimeoutError(_TIMEOUT_MESSAGE) from None
     finally:
         stop.stop("the request ended")  # a no-op after a normal answer; stops an abandoned run
+        release()
     services.metrics.agent_seconds.labels(str(result.evidence_only).lower()).observe(time.perf_counter() - started)
     return result
 
@@ -460,8 +494,10 @@ async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple
 class _StreamedRun:
     """An agent run whose events are pulled from worker threads as a client reads them."""
 
-    def __init__(self, services: Services, agent: Agent, temporary: bool, events: Iterator, stop: StopSignal) -> None:
-        self.services, self.agent, self.temporary, self.stop = services, agent, temporary, stop
+    def __init__(
+        self, services: Services, agent: Agent, temporary: bool, events: Iterator, stop: StopSignal, release: Callable[[], None]
+    ) -> None:
+        self.services, self.agent, self.temporary, self.stop, self.release = services, agent, temporary, stop, release
         self.events = self._counted(events)
         self.started = time.perf_counter()
         self.finished = False
@@ -490,6 +526,7 @@ class _StreamedRun:
             self.finished = True
             self.services.metrics.agent_stopped.labels("disconnect").inc()
         self.stop.stop("the client went away")
+        self.release()
         threading.Thread(target=self._close, name="agent-stream-close", daemon=True).start()
 
     def _close(self) -> None:
@@ -501,16 +538,23 @@ class _StreamedRun:
 
 
 async def _start_stream(services: Services, agent: Agent, temporary: bool, args: tuple) -> _StreamedRun:
+    try:
+        release = services.question_slots.take()
+    except ApiError:
+        if temporary:
+            agent.close()
+        raise
     stop = StopSignal()
     try:  # bad input raises here, before any event
         events = await run_in_threadpool(
             partial(agent.stream, *args, stop=stop, time_limit_s=services.settings.request_timeout_s)
         )
     except BaseException:
+        release()
         if temporary:
             agent.close()
         raise
-    return _StreamedRun(services, agent, temporary, events, stop)
+    return _StreamedRun(services, agent, temporary, events, stop, release)
 
 
 def _error_event(message: str, type_: str) -> dict:

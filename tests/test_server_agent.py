@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -241,3 +242,19 @@ def test_ask_stream_passes_answer_tokens_through(serve, vlm):
     tokens = [data["text"] for name, data in events if name == "answer_token"]
     assert len(tokens) > 1 and "".join(tokens) == events[-1][1]["answer"] == "Owl-eye nucleoli mark them [P1]."
     assert names.index("inspect") < names.index("answer_token") < names.index("answer") < names.index("result")
+
+
+def test_questions_beyond_the_limit_get_503_with_retry_after(serve, vlm):
+    url = serve(max_questions_in_flight=1)
+    vlm.script(plan("Reed-Sternberg cells"), Slow(2, inspection()), answer(), plan("x"), inspection(), answer())
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, url + "/v1/ask", headers=USER, json={"question": QUESTION})
+        assert wait_for(lambda: metric(url, "pathorag_agent_runs_in_progress") == 1, 5)
+        for path, body in (("/v1/ask", {"question": QUESTION, "stream": True}),
+                           ("/v1/chat/completions", {"model": "pathorag", "messages": [{"role": "user", "content": QUESTION}]})):
+            refused = client.post(url + path, headers=USER, json=body)
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "2", refused.text
+            assert refused.json()["error"]["type"] == "overloaded"
+        assert first.result().status_code == 200
+        # The slot is free again once the first answer is done.
+        assert client.post(url + "/v1/ask", headers=USER, json={"question": QUESTION}).status_code == 200
