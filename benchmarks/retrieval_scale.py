@@ -6,6 +6,12 @@ every strategy is measured: p50/p95 query latency, recall@10 against exact MaxSi
 arithmetic over all pages), bytes per page on disk per named vector, RSS growth, upsert rate and
 reopen time. qdrant-client's local mode is measured as a baseline at the smallest size.
 
+The `production` shard is built and searched by the shipped code, not a re-implementation: pages
+get `rag.encoders.visual_vectors` (FDE + k-means centroids) in the layout of
+`rag.encoders.page_vector_specs`, stored through `rag.store.EdgeStore`, and each query is the
+`rag.search.visual_query` chain at the production per-channel limit (Settings' `prefetch_limit`);
+its top 10 are scored.
+
 usage:
   .venv/bin/python benchmarks/retrieval_scale.py --pages 2000 10000 20000 --queries 50 --out scale.json
 """
@@ -23,6 +29,7 @@ import shutil
 import statistics
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
@@ -34,6 +41,13 @@ import rag  # noqa: E402,F401  (the project's import order: rag before transform
 import qdrant_edge as qe  # noqa: E402
 
 from benchmarks.retrieval_scale_data import DIM, Fde, World, kmeans, make_page, make_query, mean_vector, row_means  # noqa: E402
+from rag.encoders import page_vector_specs, visual_vectors  # noqa: E402
+from rag.encoders.multivector import FixedDimensionalEncoder  # noqa: E402
+from rag.models import PagePoint, PageRecord  # noqa: E402
+from rag.search import visual_query  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from rag.store import ChannelQuery, PageFilter  # noqa: E402
+from rag.store.edge import EdgeStore  # noqa: E402
 
 TOP_K = 10
 UPSERT_BATCH = 32
@@ -53,8 +67,11 @@ class PageVectors:
     rows: np.ndarray  # (~27, DIM) float16: one mean per grid row
     cent: np.ndarray  # (<=32, DIM) float16: k-means centroids
     fde: np.ndarray  # (Fde.dim,) float32
+    production: tuple[dict, dict]  # rag.encoders.visual_vectors: (dense, multi) named vectors
 
 
+PRODUCTION_FDE = FixedDimensionalEncoder(DIM)  # what a 128-d page encoder's PageEncoder.fde is
+PRODUCTION_LIMIT = max(Settings(_env_file=None).prefetch_limit, TOP_K)  # what search_pages asks a channel for
 _WORKER: dict = {}
 
 
@@ -74,6 +91,7 @@ def _page_vectors(page: int) -> tuple[PageVectors, float]:
         rows=row_means(tokens).astype(np.float16),
         cent=kmeans(tokens, CENTROIDS, page).astype(np.float16),
         fde=_WORKER["fde"].page(tokens),
+        production=visual_vectors(tokens, PRODUCTION_FDE),
     )
     return vectors, time.perf_counter() - start
 
@@ -129,7 +147,7 @@ class Strategy:
 
 STRATEGIES = [
     Strategy("exact MaxSim, float16", "f16", "full", exact_only_subset=True),
-    Strategy("mean 40 -> full f16 (production: limit x 4)", "f16", "full", (("mean", 40),)),
+    Strategy("mean 40 -> full f16 (old production for top 10: limit x 4)", "f16", "full", (("mean", 40),)),
     Strategy("mean 400 -> full f16 (plain recipe)", "f16", "full", (("mean", 400),)),
     Strategy("rows 100 -> full f16", "f16", "full", (("rows", 100),)),
     Strategy("cent32 100 -> full f16", "f16", "full", (("cent", 100),)),
@@ -314,6 +332,70 @@ def measure_shard(
     return info, rows
 
 
+def _production_point_id(page: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"page-{page}"))
+
+
+def upsert_production(path: Path, corpus: Corpus, start: int, end: int) -> float:
+    store = EdgeStore(path)
+    store.ensure_schema(page_vector_specs(DIM))
+    t0 = time.perf_counter()
+    for s in range(start, end, UPSERT_BATCH):
+        points = []
+        for i in range(s, min(end, s + UPSERT_BATCH)):
+            dense, multi = corpus.pages[i].production
+            record = PageRecord(book_id="bench", page=i + 1)
+            points.append(PagePoint(_production_point_id(i), record, dense=dense, multi=multi))
+        store.upsert_pages(points)
+    seconds = time.perf_counter() - t0
+    store.close()
+    return seconds
+
+
+def measure_production(path: Path, queries: list[QueryVectors], truth: np.ndarray, warmup: int) -> tuple[dict, list[dict]]:
+    """The shipped visual chain (rag.search.visual_query) through the shipped store (EdgeStore)."""
+    rss0 = rss_mib()
+    t0 = time.perf_counter()
+    store = EdgeStore(path)
+    store.ensure_schema(page_vector_specs(DIM))
+    reopen = time.perf_counter() - t0
+    n_pages = truth.shape[1]
+    page_of = {_production_point_id(i): i for i in range(n_pages)}
+    requests = [visual_query(q.tokens, PRODUCTION_FDE, PRODUCTION_LIMIT) for q in queries]
+    for request in requests[:warmup]:
+        store.search(request, PageFilter())
+    latencies, recalls = [], []
+    for qi, request in enumerate(requests):
+        t = time.perf_counter()
+        hits = store.search(request, PageFilter())
+        latencies.append(time.perf_counter() - t)
+        found = {page_of[h.point_id] for h in hits[:TOP_K]}
+        expected = set(np.argsort(-truth[qi])[:TOP_K].tolist())
+        recalls.append(len(found & expected) / TOP_K)
+    rss_growth = rss_mib() - rss0
+    store.close()
+    total, per_vector = disk_bytes(path)
+    stages: list[str] = []
+    query: ChannelQuery | None = requests[0]
+    while query is not None:
+        stages.insert(0, f"{query.using} {query.limit}")
+        query = query.prefetch
+    row = {
+        "strategy": f"production: {' -> '.join(stages)}, top {TOP_K}",
+        "shard": "production",
+        "queries": len(queries),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * percentile(latencies, 95),
+        "recall_at_10": float(np.mean(recalls)),
+        "visual_bytes_per_page": sum(v for k, v in per_vector.items() if k.startswith("page")) / n_pages,
+        "shard_bytes_per_page": total / n_pages,
+    }
+    print(f"  {row['strategy']:45s} p50 {row['p50_ms']:8.1f} ms  p95 {row['p95_ms']:8.1f} ms  "
+          f"R@10 {row['recall_at_10']:.3f}  (n={len(queries)}, {n_pages} pages)", flush=True)
+    info = {"reopen_s": reopen, "rss_growth_mib": rss_growth, "disk_bytes_total": total, "disk_bytes_per_vector": per_vector}
+    return info, [row]
+
+
 def measure_local_mode(path: Path, corpus: Corpus, n_pages: int, queries: list[QueryVectors], truth: np.ndarray) -> list[dict]:
     """qdrant-client's local mode (the server API in-process): exact MaxSim and mean 400 -> full."""
     from qdrant_client import QdrantClient, models
@@ -390,7 +472,7 @@ def main() -> None:
     parser.add_argument("--exact-queries", type=int, default=10, help="queries for the full-scan strategies")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--strategies", nargs="*", help="substrings of strategy names to run (default: all)")
-    parser.add_argument("--shards", nargs="*", default=["f16", "pool3", "t8"])
+    parser.add_argument("--shards", nargs="*", default=["f16", "pool3", "t8", "production"])
     parser.add_argument("--local-mode-pages", type=int, default=2000, help="0 skips qdrant-client local mode")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "retrieval_scale")
     parser.add_argument("--workers", type=int, default=2)
@@ -452,6 +534,17 @@ def main() -> None:
                 row.update(upsert_pages_per_s=info["upsert_pages_per_s"], reopen_s=info["reopen_s"],
                            rss_growth_mib=info["rss_growth_mib"])
             size_report["shards"][shard_name] = info
+            size_report["rows"] += rows
+        if "production" in args.shards:
+            path = args.workdir / "production"
+            upsert_s = upsert_production(path, corpus, previous, n_pages)
+            print(f" shard production: upserted {n_pages - previous} pages in {upsert_s:.1f} s", flush=True)
+            info, rows = measure_production(path, queries, truth, args.warmup)
+            info["upsert_pages_per_s"] = (n_pages - previous) / upsert_s
+            for row in rows:
+                row.update(upsert_pages_per_s=info["upsert_pages_per_s"], reopen_s=info["reopen_s"],
+                           rss_growth_mib=info["rss_growth_mib"])
+            size_report["shards"]["production"] = info
             size_report["rows"] += rows
         if n_pages <= args.local_mode_pages:
             size_report["rows"] += measure_local_mode(

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
-from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
+from rag.encoders import BM25, TEXT, visual_vectors
 from rag.encoders.text import TextEncoder
 from rag.models import BookRecord, PagePoint, PageRecord
 from rag.page_index import PageIndex, page_point_id
@@ -201,8 +201,9 @@ def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage])
         if lexical.indices:
             point.sparse[BM25] = lexical
         if visual is not None:
-            point.multi[PAGE] = visual
-            point.dense[PAGE_POOLED] = encoders.page.pooled(visual)
+            dense, multi = visual_vectors(visual, encoders.page.fde)
+            point.dense |= dense
+            point.multi |= multi
         points.append(point)
     return points
 

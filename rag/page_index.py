@@ -1,7 +1,9 @@
 """The page index: the vector store, the encoders that fill it and the page images, kept consistent.
 
-The index records which encoders built it. Searching or adding with different encoders would
-compare vectors from different spaces, so it is refused with a pointer to `pathorag index reindex`.
+The index records which encoders built it, and how (the page encoder's `pooling` names the layout
+of the visual candidate vectors: FDE parameters and centroids). Searching or adding with different
+encoders or another layout would compare vectors from different spaces, or miss vectors, so it is
+refused with a pointer to `pathorag index reindex`.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class PageIndex:
         built = meta.get("encoders", {})
         if built != wanted:
             raise EncoderMismatchError(
-                "The index was built with other encoders than the configured ones:\n"
+                "The index was built with other encoders or vector layouts than the configured ones:\n"
                 + describe_encoder_change(built, wanted)
                 + "\nRun `pathorag index reindex` to rebuild it with the configured encoders, "
                 "or restore the settings it was built with."

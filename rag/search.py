@@ -3,9 +3,10 @@
 Channels:
 - `bm25`: lexical, sparse BM25 with engine-side IDF;
 - `text`: the query's sentence embedding against each page's text chunks (best chunk);
-- `page`: the text query embedded by the page encoder, pooled-vector prefetch then exact MaxSim;
-- `image`: the user's image embedded by the page encoder, same prefetch + MaxSim (joint queries
-  rank by text and by the image at once).
+- `page`: the text query embedded by the page encoder; candidates by the pages' FDEs, narrowed by
+  their k-means centroids, then exact MaxSim on the page multivector (`visual_query`);
+- `image`: the user's image embedded by the page encoder, same chain (joint queries rank by text
+  and by the image at once).
 
 Fusion is distribution-based by default: each channel's candidate scores are scaled by their own
 mean +- 3 std (as Qdrant's DBSF does), so a channel with a clear winner counts more than one with a
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from rag.encoders import BM25, PAGE, PAGE_POOLED, TEXT
+from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT
+from rag.encoders.multivector import FixedDimensionalEncoder
 from rag.models import PageHit, SparseVector
 from rag.page_index import PageIndex
 from rag.encoders.sparse import merge_weighted
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 TEXT_CHANNELS = ("bm25", "text", "page")
 ALL_CHANNELS = (*TEXT_CHANNELS, "image")
 SNIPPET_CHARS = 320
+# Visual candidate stages (BENCHMARKS.md, "Retrieval at scale"): at least 1000 pages by FDE, then
+# 100 by centroid MaxSim, for 10 exact results; wider lists keep the same ratios to the final limit.
+FDE_CANDIDATES, FDE_FACTOR = 1000, 10
+CENTROID_CANDIDATES, CENTROID_FACTOR = 100, 2
 # Expansion terms (other names and spellings) count less than the user's own words.
 EXPANSION_WEIGHT = 0.5
 
@@ -137,9 +143,21 @@ def _channel_query(
         vectors = encoders.page.embed_queries([query.text])[0]
     else:
         vectors = encoders.page.embed_query_images([query.image])[0]
-    # The pooled prefetch keeps exact MaxSim cheap; it looks wider than the final list to keep recall.
-    prefetch = ChannelQuery(PAGE_POOLED, encoders.page.pooled(vectors), limit * 4)
-    return ChannelQuery(PAGE, vectors, limit, prefetch=prefetch)
+    return visual_query(vectors, encoders.page.fde, limit)
+
+
+def visual_query(tokens: np.ndarray, fde: FixedDimensionalEncoder, limit: int) -> ChannelQuery:
+    """The visual channel's lookup for an (n, dim) query multivector: `limit` pages by exact MaxSim.
+
+    Exact MaxSim over every page grows with the corpus (seconds at 10 000 pages), so it only
+    reranks candidates: the pages whose FDE scores best (one dense scan), narrowed by MaxSim
+    against their 32 centroids. Each stage looks wider than the next to keep recall.
+    """
+    centroid_limit = max(CENTROID_CANDIDATES, CENTROID_FACTOR * limit)
+    fde_limit = max(FDE_CANDIDATES, FDE_FACTOR * centroid_limit)
+    by_fde = ChannelQuery(PAGE_FDE, fde.query(tokens), fde_limit)
+    by_centroids = ChannelQuery(PAGE_CENTROIDS, tokens, centroid_limit, prefetch=by_fde)
+    return ChannelQuery(PAGE, tokens, limit, prefetch=by_centroids)
 
 
 def _lexical_query(index: PageIndex, text: str, page_filter: PageFilter) -> SparseVector:

@@ -132,14 +132,22 @@ def test_queries_of_different_lengths(page_encoder) -> None:
     np.testing.assert_allclose(short_alone, queries[0], atol=1e-4)
 
 
-def test_query_images_and_pooled_vector(page_encoder) -> None:
+def test_query_images_and_page_vectors(page_encoder) -> None:
+    from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE, page_vector_specs, visual_vectors
+
     (image_query,) = page_encoder.embed_query_images([PAGES[1]])
     _assert_clean([image_query], page_encoder.info.dim)
     (page,) = page_encoder.embed_pages([PAGES[1]])
     np.testing.assert_allclose(image_query, page, atol=1e-4)
-    pooled = page_encoder.pooled(page)
-    assert pooled.shape == (128,) and pooled.dtype == np.float32
-    assert np.linalg.norm(pooled) == pytest.approx(1.0, abs=1e-5)
+    dense, multi = visual_vectors(page, page_encoder.fde)
+    specs = {spec.name: spec for spec in page_vector_specs(page_encoder.info.dim)}
+    assert set(dense) | set(multi) == set(specs) == {PAGE, PAGE_FDE, PAGE_CENTROIDS}
+    assert dense[PAGE_FDE].shape == (specs[PAGE_FDE].dim,) and specs[PAGE_FDE].distance == "dot"
+    assert multi[PAGE] is page
+    assert multi[PAGE_CENTROIDS].shape[1] == 128 and 1 <= len(multi[PAGE_CENTROIDS]) <= min(32, len(page))
+    # The recorded layout names the candidate vectors, so an index built with another one is refused.
+    assert page_encoder.info.pooling.startswith("multivector, MaxSim; prefetch MUVERA FDE 2048-d")
+    assert page_encoder.fde.fingerprint() in page_encoder.info.pooling
 
 
 def test_token_pooling_reduces_vectors(tiny_colqwen2_path: Path, page_encoder) -> None:

@@ -10,9 +10,10 @@ from PIL import Image, ImageDraw
 
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
-from rag.search import SearchError, SearchQuery, fuse, search_pages
+from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE
+from rag.search import SearchError, SearchQuery, fuse, search_pages, visual_query
 from rag.settings import Settings
-from rag.store import ScoredId
+from rag.store import ChannelQuery, PageFilter, ScoredId
 from tests import pdf_factory
 from tests.conftest import PATHOLOGY_FIRST_LABEL, PATHOLOGY_PAGES, write_pathology_book
 
@@ -213,6 +214,31 @@ def test_text_query_uses_the_page_channel_and_filters_apply(visual_library: Libr
     only_page = search(visual_library, "granuloma", channels=("page",), books=[visual_library.general])
     assert len(only_page) == len(PATHOLOGY_PAGES)
     assert all(set(hit.channel_scores) == {"page"} for hit in only_page)
+
+
+@pytest.mark.parametrize("text", ["Reed-Sternberg cells with owl-eye nucleoli", "crescents in Bowman space"])
+def test_visual_chain_ranks_as_exact_maxsim(visual_library: Library, text: str) -> None:
+    """FDE -> centroids -> exact MaxSim gives the exact MaxSim ranking when every page fits the candidate lists."""
+    index = visual_library.index
+    page_filter = PageFilter(book_ids=[visual_library.general, visual_library.renal])
+    tokens = index.encoders.page.embed_queries([text])[0]
+    chained = visual_query(tokens, index.encoders.page.fde, limit=5)
+    assert [chained.using, chained.prefetch.using, chained.prefetch.prefetch.using] == [PAGE, PAGE_CENTROIDS, PAGE_FDE]
+    assert (chained.prefetch.limit, chained.prefetch.prefetch.limit) == (100, 1000)
+    assert visual_query(tokens, index.encoders.page.fde, limit=100).prefetch.prefetch.limit == 2000
+
+    exact = index.store.search(ChannelQuery(PAGE, tokens, 5), page_filter)
+    hits = index.store.search(chained, page_filter)
+
+    assert [h.point_id for h in hits] == [h.point_id for h in exact]
+    assert [h.score for h in hits] == pytest.approx([h.score for h in exact], rel=1e-4)
+    page_hits = search(visual_library, text, channels=("page",), top_k=5)
+    assert (page_hits[0].book_id, page_hits[0].page) == _page_of(index, exact[0].point_id)
+
+
+def _page_of(index: PageIndex, point_id: str) -> tuple[str, int]:
+    record = index.store.get_pages([point_id])[point_id]
+    return record.book_id, record.page
 
 
 # --- fusion ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from rag.encoders.multivector import FixedDimensionalEncoder, page_centroids
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store import ChannelQuery, PageFilter, StoreError, VectorSpec, VectorStore
 from rag.store.edge import EdgeStore
@@ -23,7 +24,10 @@ VECTORS = [
     VectorSpec("page", "multi", 16, index=False),
     VectorSpec("text", "multi", 8, float16=True),
     VectorSpec("bm25", "sparse"),
+    VectorSpec("fde", "dense", 2048, float16=True, distance="dot"),
+    VectorSpec("centroids", "multi", 16, index=False, float16=True),
 ]
+FDE = FixedDimensionalEncoder(16)
 BOOKS = ("book-a", "book-b")
 PAGES_PER_BOOK = 15
 ORGANS = (["liver"], ["lung", "heart"], ["kidney"])
@@ -72,8 +76,8 @@ def _make_points() -> list[PagePoint]:
             PagePoint(
                 point_id=_point_id(book_id, page),
                 record=_record(book_id, page),
-                dense={"pooled": page_vectors.mean(axis=0)},
-                multi={"page": page_vectors, "text": text_vectors},
+                dense={"pooled": page_vectors.mean(axis=0), "fde": FDE.page(page_vectors)},
+                multi={"page": page_vectors, "text": text_vectors, "centroids": page_centroids(page_vectors, k=4)},
                 sparse={"bm25": _sparse(index)},
             )
         )
@@ -190,8 +194,9 @@ def test_ensure_schema_is_idempotent(open_store: StoreFactory) -> None:
         [*VECTORS, VectorSpec("extra", "dense", 4)],
         VECTORS[:-1],
         [VECTORS[0], replace(VECTORS[1], float16=True), *VECTORS[2:]],
+        [*VECTORS[:-2], replace(VECTORS[-2], distance="cosine"), VECTORS[-1]],
     ],
-    ids=["dim", "added", "removed", "datatype"],
+    ids=["dim", "added", "removed", "datatype", "distance"],
 )
 def test_ensure_schema_refuses_different_vectors(store: VectorStore, changed: list[VectorSpec]) -> None:
     with pytest.raises(StoreError, match="different vectors"):
@@ -285,6 +290,33 @@ def test_prefetch_then_maxsim_rerank(shared_store: VectorStore) -> None:
     prefetch = ChannelQuery("pooled", QUERY.mean(axis=0), 10)
     hits = shared_store.search(ChannelQuery("page", QUERY, 5, prefetch=prefetch), NO_FILTER)
     assert [h.point_id for h in hits] == sorted(candidates, key=maxsim.__getitem__, reverse=True)[:5]
+
+
+def _f16(vectors: np.ndarray) -> np.ndarray:
+    return vectors.astype(np.float16).astype(np.float32)
+
+
+def test_nested_prefetch_chain(shared_store: VectorStore) -> None:
+    """FDE candidates -> centroid MaxSim -> exact MaxSim, as the visual channel asks; numpy does the same."""
+    query_fde = FDE.query(QUERY)
+    by_fde = _ranking({p.point_id: float(_f16(p.dense["fde"]) @ query_fde) for p in POINTS})[:20]
+    centroids = {p.point_id: _maxsim(QUERY, _f16(p.multi["centroids"])) for p in POINTS}
+    by_centroids = sorted(by_fde, key=centroids.__getitem__, reverse=True)[:8]
+    maxsim = _maxsim_scores(QUERY, "page")
+    expected = sorted(by_centroids, key=maxsim.__getitem__, reverse=True)[:5]
+    assert expected != _ranking(maxsim)[:5]  # the stages do restrict the candidates
+
+    stage_1 = ChannelQuery("fde", query_fde, 20)
+    stage_2 = ChannelQuery("centroids", QUERY, 8, prefetch=stage_1)
+    hits = shared_store.search(ChannelQuery("page", QUERY, 5, prefetch=stage_2), NO_FILTER)
+
+    assert [h.point_id for h in hits] == expected
+    for hit in hits:
+        assert hit.score == pytest.approx(maxsim[hit.point_id], rel=1e-4)
+    # The filter applies at every stage: only allowed pages, even from the widest one.
+    book_b = PageFilter(book_ids=["book-b"])
+    filtered = shared_store.search(ChannelQuery("page", QUERY, 30, prefetch=stage_2), book_b)
+    assert 0 < len(filtered) <= 8 and {h.point_id for h in filtered} <= _ids(POINTS[PAGES_PER_BOOK:])
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 Every page, query and query image becomes an (n, dim) float32 array of L2-normalised rows, with
 padded positions removed (with sdpa attention they come out NaN, and they must not be stored).
+`PageEncoder.fde` encodes pages and queries for the first candidate stage of the visual search
+(`rag.encoders.multivector`); the layout of those candidate vectors is part of the recorded info.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from colpali_engine.models import (
 from PIL import Image
 
 from rag.encoders.devices import EncoderLoadError, model_revision, resolve_device, resolve_dtype
+from rag.encoders.multivector import FixedDimensionalEncoder, describe_prefetch
 from rag.models import EncoderInfo
 from rag.settings import Settings
 
@@ -99,6 +102,7 @@ class PageEncoder:
         self._batch_size = settings.page_batch_size
         self._pool_factor = settings.token_pooling_factor
         self._pooler = HierarchicalTokenPooler() if self._pool_factor > 1 else None
+        self.fde = FixedDimensionalEncoder(info.dim)  # pages' and queries' FDEs (candidate search)
 
     def embed_pages(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         """One (n_i, dim) array per page, token-pooled when `token_pooling_factor` > 1."""
@@ -112,13 +116,6 @@ class PageEncoder:
     def embed_query_images(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         """A user's image embedded as a page is, for MaxSim against pages (never token-pooled)."""
         return self._embed(list(images), self.processor.process_images, self._batch_size)
-
-    @staticmethod
-    def pooled(multivector: np.ndarray) -> np.ndarray:
-        """Mean of the rows, normalised: the single vector used to prefetch candidate pages."""
-        mean = multivector.mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        return (mean / norm if norm > 0 else mean).astype(np.float32)
 
     def _embed(self, items: list, process: Callable[[list], Any], batch_size: int) -> list[np.ndarray]:
         vectors: list[np.ndarray] = []
@@ -205,6 +202,7 @@ def _load(name: str, settings: Settings) -> PageEncoder:
     pooling = "multivector, MaxSim"
     if settings.token_pooling_factor > 1:
         pooling += f"; hierarchical token pooling x{settings.token_pooling_factor}"
+    pooling += "; " + describe_prefetch(model.dim)
     info = EncoderInfo(
         name=name,
         revision=model_revision(getattr(model.config, "_commit_hash", None), local_dir),

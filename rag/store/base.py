@@ -14,6 +14,7 @@ import numpy as np
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 
 VectorKind = Literal["dense", "multi", "sparse"]
+Distance = Literal["cosine", "dot"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class VectorSpec:
     dim: int = 0  # 0 for sparse
     index: bool = True  # False: no HNSW (the page multivector is only ever used for exact rerank)
     float16: bool = False
+    distance: Distance = "cosine"  # "dot" for vectors whose norm carries meaning (an FDE); not for sparse
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class ChannelQuery:
     """One ranked lookup in one named vector.
 
     `vector` is (d,) for dense, (n, d) for multi, a SparseVector for sparse.
-    `prefetch`, if given, is run first and `vector` only reranks its candidates
-    (pooled-vector prefetch + exact MaxSim rerank on the page multivector).
+    `prefetch`, if given, is run first and `vector` only reranks its candidates; a prefetch may
+    have its own prefetch, so stages chain, widest first (the visual channel: FDE candidates ->
+    centroid MaxSim -> exact MaxSim on the page multivector). The filter applies at every stage.
     """
 
     using: str

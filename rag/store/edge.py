@@ -1,7 +1,8 @@
 """Embedded backend: two qdrant-edge shards (`pages/`, `catalog/`) in one directory.
 
 Segments are never optimised: `optimize()` builds HNSW graphs, which on page multivectors ran for
-minutes, and plain segments already answer pooled prefetch + MaxSim rerank in milliseconds.
+minutes, and plain segments already answer the chained prefetch + MaxSim rerank in milliseconds
+(BENCHMARKS.md, "Retrieval at scale").
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def _dense_params(spec: VectorSpec) -> qe.EdgeVectorParams:
     multivector = qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if spec.kind == "multi" else None
     return qe.EdgeVectorParams(
         size=spec.dim,
-        distance=qe.Distance.Cosine,
+        distance=qe.Distance.Dot if spec.distance == "dot" else qe.Distance.Cosine,
         multivector_config=multivector,
         datatype=_datatype(spec),
         hnsw_config=None if spec.index else _NO_HNSW,

@@ -186,6 +186,9 @@ class ServerStore:
 # --- configuration ---------------------------------------------------------------------------
 
 
+_DISTANCES = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT}
+
+
 def _datatype(spec: VectorSpec) -> qm.Datatype | None:
     return qm.Datatype.FLOAT16 if spec.float16 else None
 
@@ -194,7 +197,7 @@ def _dense_params(spec: VectorSpec) -> qm.VectorParams:
     multivector = qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM) if spec.kind == "multi" else None
     return qm.VectorParams(
         size=spec.dim,
-        distance=qm.Distance.COSINE,
+        distance=_DISTANCES[spec.distance],
         multivector_config=multivector,
         datatype=_datatype(spec),
         hnsw_config=None if spec.index else qm.HnswConfigDiff(m=0),
@@ -210,7 +213,7 @@ def _spec_signature(spec: VectorSpec) -> _Signature:
     datatype = "float16" if spec.float16 else "float32"
     if spec.kind == "sparse":
         return ("sparse", datatype)
-    return (spec.kind, spec.dim, datatype)
+    return (spec.kind, spec.dim, datatype, spec.distance)
 
 
 def _stored_signatures(params: qm.CollectionParams) -> dict[str, _Signature]:
@@ -221,10 +224,11 @@ def _stored_signatures(params: qm.CollectionParams) -> dict[str, _Signature]:
 
 
 def _dense_signature(params: qm.VectorParams) -> _Signature:
-    if params.distance != qm.Distance.COSINE:
+    distance = next((name for name, value in _DISTANCES.items() if value == params.distance), None)
+    if distance is None:
         return (f"{params.distance.value} distance", params.size)
     kind = "multi" if params.multivector_config is not None else "dense"
-    return (kind, params.size, "float16" if params.datatype == qm.Datatype.FLOAT16 else "float32")
+    return (kind, params.size, "float16" if params.datatype == qm.Datatype.FLOAT16 else "float32", distance)
 
 
 def _sparse_signature(params: qm.SparseVectorParams) -> _Signature:
