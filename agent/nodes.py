@@ -40,7 +40,7 @@ from agent.state import (
 from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUnavailable
 from rag.models import PageHit
 from rag.page_index import PageIndex
-from rag.search import SearchError, SearchQuery, search_pages
+from rag.search import SearchError, SearchQuery, embed_text_queries, search_pages
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
     if not visual and any(query["use_image"] for query in queries) and ctx.images:
         warnings.append("the index has no page-image channel, so the image was not used to search")
     searches = [_search_query(ctx, state["organ_systems"], query, visual) for query in queries]
+    embed_text_queries(ctx.index, searches)
     workers = min(ctx.settings.agent_search_concurrency, max(1, len(searches)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-search") as pool:
         outcomes = list(pool.map(lambda search: _search(ctx, search), searches))

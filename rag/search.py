@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,8 @@ class SearchQuery:
     organ_systems: list[str] = field(default_factory=list)
     top_k: int | None = None
     channels: tuple[str, ...] | None = None  # None: every channel the query and the index allow
+    # Text embeddings computed beforehand by `embed_text_queries` (channel -> vector(s)).
+    embedded: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
@@ -118,6 +121,20 @@ def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
     return usable
 
 
+def embed_text_queries(index: PageIndex, queries: Sequence[SearchQuery]) -> None:
+    """Embed the texts of several queries in one encoder call per channel (an agent round's
+    sub-queries), which costs far less than one call per query; `search_pages` then uses them."""
+    encoders = {"text": index.encoders.text, "page": index.encoders.page}
+    for channel, encoder in encoders.items():
+        wanted = [q for q in queries if q.text.strip() and (q.channels is None or channel in q.channels)]
+        if encoder is None or not wanted:
+            continue
+        texts = [q.text for q in wanted]
+        vectors = encoder.embed_documents(texts) if channel == "text" else encoder.embed_queries(texts)
+        for query, vector in zip(wanted, vectors):
+            query.embedded[channel] = vector
+
+
 def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
     """Only books whose indexing completed are searchable. None: nothing can match."""
     complete = {book.book_id for book in index.complete_books()}
@@ -138,9 +155,12 @@ def _channel_query(
     if channel == "bm25":
         return ChannelQuery(BM25, _lexical_query(index, query.text, page_filter), limit)
     if channel == "text":
-        return ChannelQuery(TEXT, encoders.text.embed_query(query.text)[None, :], limit)
+        vector = query.embedded.get("text")
+        return ChannelQuery(TEXT, (encoders.text.embed_query(query.text) if vector is None else vector)[None, :], limit)
     if channel == "page":
-        vectors = encoders.page.embed_queries([query.text])[0]
+        vectors = query.embedded.get("page")
+        if vectors is None:
+            vectors = encoders.page.embed_queries([query.text])[0]
     else:
         vectors = encoders.page.embed_query_images([query.image])[0]
     return visual_query(vectors, encoders.page.fde, limit)

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
 from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE
-from rag.search import SearchError, SearchQuery, fuse, search_pages, visual_query
+from rag.search import SearchError, SearchQuery, embed_text_queries, fuse, search_pages, visual_query
 from rag.settings import Settings
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from tests import pdf_factory
@@ -363,3 +363,21 @@ def test_query_expansion_is_skipped_when_the_books_use_the_query_words(library: 
     query = "caseous necrosis with hemorrhage"
     expanded = _lexical_query(index, query, PageFilter())
     assert set(sparse.embed_query("haemorrhage").indices) <= set(expanded.indices)
+
+
+def test_queries_embedded_together_search_as_one_by_one(visual_library: Library) -> None:
+    """An agent round embeds its sub-queries in one call per encoder; the hits are those of separate searches."""
+    texts = ["Reed-Sternberg cells with owl-eye nucleoli", "crescents in Bowman space", "caseating granuloma"]
+    batched = [SearchQuery(text=text, top_k=5) for text in texts]
+    embed_text_queries(visual_library.index, batched)
+    assert all(set(query.embedded) == {"text", "page"} for query in batched)
+    assert batched[0].embedded["page"].ndim == 2 and batched[0].embedded["text"].ndim == 1
+    for text, query in zip(texts, batched):
+        alone = search_pages(visual_library.index, SearchQuery(text=text, top_k=5))
+        together = search_pages(visual_library.index, query)
+        assert [(h.book_id, h.page) for h in together] == [(h.book_id, h.page) for h in alone]
+        assert [h.score for h in together] == pytest.approx([h.score for h in alone], rel=1e-3)
+    # A query limited to the text channels gets no page-encoder embedding.
+    text_only = [SearchQuery(text=texts[0], channels=("bm25", "text"))]
+    embed_text_queries(visual_library.index, text_only)
+    assert set(text_only[0].embedded) == {"text"}
