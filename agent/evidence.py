@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ _STOP = frozenset(
     "author say says said describe described".split()
 )
 _SPELLING = [(re.compile(pattern), british) for pattern, british in SPELLING_VARIANTS]
-_STEMMER = snowballstemmer.stemmer("english")
+_STEMMERS = threading.local()  # a Snowball stemmer keeps its word in itself: one per thread
 _CLAUSE_SPLIT = re.compile(r",?\s+and\s+(?=(?:in|what|which|how|when|where|who|why|whose)\b)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
@@ -69,7 +70,10 @@ def _term(word: str) -> str:
         return word
     for pattern, british in _SPELLING:
         word = pattern.sub(british, word)
-    return _STEMMER.stemWord(word)
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def terms(text: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 import json
 from pathlib import Path
 
@@ -273,3 +274,20 @@ def test_evidence_only_abstains_when_no_page_matches_closely(agent_library) -> N
     lenient_settings = agent_library.settings.model_copy(update={"agent_min_text_similarity": 0.0})
     guessed = Agent(lenient_settings, agent_library.index).run(question, choices=choices)
     assert not guessed.insufficient_evidence and guessed.choice in {"A", "B", "C"}
+
+
+def test_terms_are_the_same_when_many_questions_are_read_at_once() -> None:
+    # The server scores several questions at once on worker threads; stemming must not mix them up.
+    import snowballstemmer
+
+    from agent import evidence
+
+    stems = ["ulcerat", "inflammat", "granulomat", "calcificat", "suppurat", "haemorrhag", "necrotis", "fibros"]
+    words = [f"{stem}{suffix}{n}" for stem in stems for suffix in ("ions", "ing", "ed") for n in range(60)]
+    reference = snowballstemmer.stemmer("english")
+    expected = [reference.stemWord(word) for word in words]
+    for _ in range(3):
+        evidence._term.cache_clear()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda chunk: evidence.terms(" ".join(chunk)), [words] * 8))
+        assert all(result == expected for result in results)
