@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(500_000_000, ge=1_000, description="Largest accepted PDF upload.")
     request_timeout_s: float = Field(300.0, gt=0, description="Time limit of one question over HTTP, in seconds.")
     max_questions_in_flight: int = Field(
-        16, ge=1, description="Questions answered at once over HTTP (ask and chat); more are refused with 503 and Retry-After."
+        32, ge=1, description="Questions answered at once over HTTP (ask and chat); more are refused with 503 and Retry-After."
     )
     image_url_hosts: str = Field(
         "", description="Comma-separated hosts that remote image URLs may come from; empty = only data URLs."
