@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rag  # noqa: E402,F401  (the project's import order: rag before transformers)
 import qdrant_edge as qe  # noqa: E402
 
-from benchmarks.retrieval_scale_data import DIM, Fde, World, kmeans, make_page, make_query, mean_vector, row_means  # noqa: E402
+from benchmarks.retrieval_scale_data import DIM, World, make_page, make_query, mean_vector, row_means  # noqa: E402
 from rag.encoders import page_vector_specs, visual_vectors  # noqa: E402
-from rag.encoders.multivector import FixedDimensionalEncoder  # noqa: E402
+from rag.encoders.multivector import FixedDimensionalEncoder, page_centroids  # noqa: E402
 from rag.models import PagePoint, PageRecord  # noqa: E402
 from rag.search import visual_query  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -66,7 +66,7 @@ class PageVectors:
     mean: np.ndarray  # (DIM,)
     rows: np.ndarray  # (~27, DIM) float16: one mean per grid row
     cent: np.ndarray  # (<=32, DIM) float16: k-means centroids
-    fde: np.ndarray  # (Fde.dim,) float32
+    fde: np.ndarray  # (FixedDimensionalEncoder.dim,) float32
     production: tuple[dict, dict]  # rag.encoders.visual_vectors: (dense, multi) named vectors
 
 
@@ -77,7 +77,7 @@ _WORKER: dict = {}
 
 def _init_worker(seed: int) -> None:
     _WORKER["world"] = World.make(seed)
-    _WORKER["fde"] = Fde(seed)
+    _WORKER["fde"] = FixedDimensionalEncoder(DIM, seed=seed)
     _WORKER["seed"] = seed
 
 
@@ -86,10 +86,10 @@ def _page_vectors(page: int) -> tuple[PageVectors, float]:
     start = time.perf_counter()
     vectors = PageVectors(
         full=tokens.astype(np.float16),
-        pool3=kmeans(tokens, len(tokens) // TOKEN_POOL_FACTOR, page, iterations=4).astype(np.float16),
+        pool3=page_centroids(tokens, len(tokens) // TOKEN_POOL_FACTOR, iterations=4).astype(np.float16),
         mean=mean_vector(tokens),
         rows=row_means(tokens).astype(np.float16),
-        cent=kmeans(tokens, CENTROIDS, page).astype(np.float16),
+        cent=page_centroids(tokens, CENTROIDS).astype(np.float16),
         fde=_WORKER["fde"].page(tokens),
         production=visual_vectors(tokens, PRODUCTION_FDE),
     )
@@ -487,7 +487,7 @@ def main() -> None:
     ]
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
-    world, fde = World.make(args.seed), Fde(args.seed)
+    world, fde = World.make(args.seed), FixedDimensionalEncoder(DIM, seed=args.seed)
     layouts = {name: layout for name, layout in shard_layouts(fde.dim).items() if name in args.shards}
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "qdrant_edge": _version("qdrant-edge-py"),

@@ -107,12 +107,8 @@ def make_query(world: World, seed: int, query: int, page_tokens: np.ndarray) -> 
 # --- page representations ----------------------------------------------------------------------
 
 
-def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
-    return (labels[:, None] == np.arange(k)[None, :]).astype(np.float32)
-
-
 def mean_vector(tokens: np.ndarray) -> np.ndarray:
-    """The production prefetch vector: the mean of the rows, normalised."""
+    """The former production prefetch vector: the mean of the rows, normalised."""
     return _unit(tokens.mean(axis=0))
 
 
@@ -123,63 +119,3 @@ def row_means(tokens: np.ndarray, rows_per_band: int = 1) -> np.ndarray:
     sums = np.add.reduceat(tokens, starts, axis=0)
     return _unit(sums)
 
-
-def kmeans(tokens: np.ndarray, k: int, seed: int, iterations: int = 6) -> np.ndarray:
-    """Spherical k-means centroids of a page's tokens: (k, DIM) unit vectors (empty clusters dropped)."""
-    rng = np.random.default_rng(seed)
-    centroids = tokens[rng.choice(len(tokens), size=k, replace=False)]
-    for _ in range(iterations):
-        labels = np.argmax(tokens @ centroids.T, axis=1)
-        sums = _one_hot(labels, k).T @ tokens
-        counts = np.bincount(labels, minlength=k)
-        centroids = np.where(counts[:, None] > 0, sums, centroids)
-        centroids = _unit(centroids)
-    labels = np.argmax(tokens @ centroids.T, axis=1)
-    return centroids[np.unique(labels)]
-
-
-class Fde:
-    """MUVERA fixed dimensional encoding (Dhulipala et al., 2024): one dense vector per multivector.
-
-    For each of `reps` repetitions, SimHash with `bits` hyperplanes splits space into 2**bits buckets;
-    a page's block for a bucket is the mean of its tokens in it (an empty bucket takes the token
-    nearest to it in Hamming distance), a query's block the sum of its tokens in it; each block is
-    projected to `proj` dims by a random +-1 matrix. query_fde . page_fde approximates Chamfer (MaxSim).
-    """
-
-    def __init__(self, seed: int, reps: int = 8, bits: int = 4, proj: int = 16) -> None:
-        rng = np.random.default_rng([seed, 3])
-        self.reps, self.bits, self.proj = reps, bits, proj
-        self.hyperplanes = rng.standard_normal((reps, DIM, bits)).astype(np.float32)
-        signs = rng.choice([-1.0, 1.0], size=(reps, DIM, proj)).astype(np.float32)
-        self.projections = signs / np.sqrt(proj)
-        self.powers = (1 << np.arange(bits)).astype(np.int64)
-
-    @property
-    def dim(self) -> int:
-        return self.reps * (1 << self.bits) * self.proj
-
-    def _blocks(self, tokens: np.ndarray, page: bool) -> np.ndarray:
-        buckets = 1 << self.bits
-        out = np.zeros((self.reps, buckets, self.proj), dtype=np.float32)
-        for r in range(self.reps):
-            bits = (tokens @ self.hyperplanes[r]) > 0  # (n, bits)
-            ids = bits.astype(np.int64) @ self.powers
-            sums = _one_hot(ids, buckets).T @ tokens
-            if page:
-                counts = np.bincount(ids, minlength=buckets)
-                empty = np.flatnonzero(counts == 0)
-                if len(empty):
-                    bucket_bits = (np.arange(buckets)[:, None] & self.powers) > 0
-                    hamming = (bucket_bits[empty][:, None, :] != bits[None, :, :]).sum(-1)
-                    sums[empty] = tokens[np.argmin(hamming, axis=1)]
-                    counts[empty] = 1
-                sums /= counts[:, None]
-            out[r] = sums @ self.projections[r]
-        return out.reshape(-1)
-
-    def page(self, tokens: np.ndarray) -> np.ndarray:
-        return self._blocks(tokens, page=True)
-
-    def query(self, tokens: np.ndarray) -> np.ndarray:
-        return self._blocks(tokens, page=False)
