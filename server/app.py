@@ -466,14 +466,19 @@ def _run_in_thread(services: Services, agent: Agent, temporary: bool, args: tupl
             agent.close()
 
 
-async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple) -> AgentResult:
-    """One answer within the request's time limit (TimeoutError -> 504 beyond it)."""
+def _question_slot(services: Services, agent: Agent, temporary: bool) -> Callable[[], None]:
+    """A slot for one question (its release function); a refused question's short-lived agent is closed."""
     try:
-        release = services.question_slots.take()
+        return services.question_slots.take()
     except ApiError:
         if temporary:
             agent.close()
         raise
+
+
+async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple) -> AgentResult:
+    """One answer within the request's time limit (TimeoutError -> 504 beyond it)."""
+    release = _question_slot(services, agent, temporary)
     stop = StopSignal()
     started = time.perf_counter()
     try:
@@ -538,12 +543,7 @@ class _StreamedRun:
 
 
 async def _start_stream(services: Services, agent: Agent, temporary: bool, args: tuple) -> _StreamedRun:
-    try:
-        release = services.question_slots.take()
-    except ApiError:
-        if temporary:
-            agent.close()
-        raise
+    release = _question_slot(services, agent, temporary)
     stop = StopSignal()
     try:  # bad input raises here, before any event
         events = await run_in_threadpool(
