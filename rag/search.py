@@ -28,6 +28,7 @@ from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT
 from rag.encoders.multivector import FixedDimensionalEncoder
 from rag.models import PageHit, SparseVector
 from rag.page_index import PageIndex
+from rag.settings import Settings
 from rag.encoders.sparse import merge_weighted
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from rag.terminology import find_alternatives
@@ -37,10 +38,11 @@ log = logging.getLogger(__name__)
 TEXT_CHANNELS = ("bm25", "text", "page")
 ALL_CHANNELS = (*TEXT_CHANNELS, "image")
 SNIPPET_CHARS = 320
-# Visual candidate stages (BENCHMARKS.md, "Retrieval at scale"): at least 1000 pages by FDE, then
-# 100 by centroid MaxSim, for 10 exact results; wider lists keep the same ratios to the final limit.
+VISUAL_CHANNELS = ("page", "image")
+# Visual candidate stages (BENCHMARKS.md, "Retrieval at scale"): at least 1000 pages by FDE, then the
+# channel's list (at least 50) by centroid MaxSim, which exact MaxSim only reorders.
 FDE_CANDIDATES, FDE_FACTOR = 1000, 10
-CENTROID_CANDIDATES, CENTROID_FACTOR = 100, 2
+CENTROID_CANDIDATES = 50
 # Expansion terms (other names and spellings) count less than the user's own words.
 EXPANSION_WEIGHT = 0.5
 
@@ -69,8 +71,10 @@ def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
     page_filter = _page_filter(index, query)
     if page_filter is None:
         return []
-    limit = max(settings.prefetch_limit, top_k)
-    rankings = {name: index.store.search(_channel_query(index, query, name, limit, page_filter), page_filter) for name in channels}
+    rankings = {
+        name: index.store.search(_channel_query(index, query, name, _channel_limit(settings, name, top_k), page_filter), page_filter)
+        for name in channels
+    }
     fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
     records = index.store.get_pages([point_id for point_id, _ in fused])
     hits = []
@@ -92,6 +96,12 @@ def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
             )
         )
     return hits
+
+
+def _channel_limit(settings: Settings, channel: str, top_k: int) -> int:
+    """How many candidates a channel brings to fusion (never fewer than the search returns)."""
+    wanted = settings.visual_prefetch_limit if channel in VISUAL_CHANNELS else settings.prefetch_limit
+    return max(wanted, top_k)
 
 
 def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
@@ -170,10 +180,10 @@ def visual_query(tokens: np.ndarray, fde: FixedDimensionalEncoder, limit: int) -
     """The visual channel's lookup for an (n, dim) query multivector: `limit` pages by exact MaxSim.
 
     Exact MaxSim over every page grows with the corpus (seconds at 10 000 pages), so it only
-    reranks candidates: the pages whose FDE scores best (one dense scan), narrowed by MaxSim
-    against their 32 centroids. Each stage looks wider than the next to keep recall.
+    reranks candidates: the pages whose FDE scores best (one dense scan, 10x wider than the next
+    stage), narrowed by MaxSim against their 16 centroids to `limit` pages (at least 50).
     """
-    centroid_limit = max(CENTROID_CANDIDATES, CENTROID_FACTOR * limit)
+    centroid_limit = max(CENTROID_CANDIDATES, limit)
     fde_limit = max(FDE_CANDIDATES, FDE_FACTOR * centroid_limit)
     by_fde = ChannelQuery(PAGE_FDE, fde.query(tokens), fde_limit)
     by_centroids = ChannelQuery(PAGE_CENTROIDS, tokens, centroid_limit, prefetch=by_fde)

@@ -144,10 +144,12 @@ def test_query_images_and_page_vectors(page_encoder) -> None:
     assert set(dense) | set(multi) == set(specs) == {PAGE, PAGE_FDE, PAGE_CENTROIDS}
     assert dense[PAGE_FDE].shape == (specs[PAGE_FDE].dim,) and specs[PAGE_FDE].distance == "dot"
     assert multi[PAGE] is page
-    assert multi[PAGE_CENTROIDS].shape[1] == 128 and 1 <= len(multi[PAGE_CENTROIDS]) <= min(32, len(page))
+    assert multi[PAGE_CENTROIDS].shape[1] == 128 and 1 <= len(multi[PAGE_CENTROIDS]) <= min(16, len(page))
     # The recorded layout names the candidate vectors, so an index built with another one is refused.
-    assert page_encoder.info.pooling.startswith("multivector, MaxSim; prefetch MUVERA FDE 2048-d")
+    assert page_encoder.info.pooling.startswith("multivector, MaxSim; prefetch MUVERA FDE 4096-d")
     assert page_encoder.fde.fingerprint() in page_encoder.info.pooling
+    assert "stored as page turbo8, page_fde turbo8, page_centroids float16" in page_encoder.info.pooling
+    assert [spec.datatype for spec in specs.values()] == ["turbo8", "turbo8", "float16"]
 
 
 def test_token_pooling_reduces_vectors(tiny_colqwen2_path: Path, page_encoder) -> None:

@@ -37,19 +37,20 @@ def test_centroids_shape_norm_and_determinism() -> None:
 
 
 def test_centroids_of_a_short_page_are_its_tokens() -> None:
-    page = _unit_rows(np.random.default_rng(1), 20)
+    page = _unit_rows(np.random.default_rng(1), CENTROIDS)
     np.testing.assert_allclose(page_centroids(page), page, atol=1e-6)
+    assert len(page_centroids(_unit_rows(np.random.default_rng(1), CENTROIDS + 1))) <= CENTROIDS
 
 
 def test_fde_shape_and_determinism() -> None:
     rng = np.random.default_rng(2)
     page, query = _clustered_page(rng, 650), _unit_rows(rng, 20)
     first, again = FixedDimensionalEncoder(DIM), FixedDimensionalEncoder(DIM)
-    assert first.dim == 8 * 16 * 16 == 2048
+    assert first.dim == 16 * 16 * 16 == 4096
     for encode in ("page", "query"):
         tokens = page if encode == "page" else query
         vector = getattr(first, encode)(tokens)
-        assert vector.shape == (2048,) and vector.dtype == np.float32 and np.isfinite(vector).all()
+        assert vector.shape == (4096,) and vector.dtype == np.float32 and np.isfinite(vector).all()
         np.testing.assert_array_equal(getattr(again, encode)(tokens), vector)  # index and query sides agree
     assert first.fingerprint() == again.fingerprint()
     assert first.describe() == again.describe() and first.fingerprint() in describe_prefetch(DIM)

@@ -25,7 +25,7 @@ def _old_layout_specs(self: Encoders) -> list[VectorSpec]:
     return [
         VectorSpec(TEXT, "multi", self.text.info.dim),
         VectorSpec(BM25, "sparse"),
-        VectorSpec(PAGE, "multi", dim, index=False, float16=True),
+        VectorSpec(PAGE, "multi", dim, index=False, datatype="float16"),
         VectorSpec("page_pooled", "dense", dim),
     ]
 

@@ -224,8 +224,9 @@ def test_visual_chain_ranks_as_exact_maxsim(visual_library: Library, text: str) 
     tokens = index.encoders.page.embed_queries([text])[0]
     chained = visual_query(tokens, index.encoders.page.fde, limit=5)
     assert [chained.using, chained.prefetch.using, chained.prefetch.prefetch.using] == [PAGE, PAGE_CENTROIDS, PAGE_FDE]
-    assert (chained.prefetch.limit, chained.prefetch.prefetch.limit) == (100, 1000)
-    assert visual_query(tokens, index.encoders.page.fde, limit=100).prefetch.prefetch.limit == 2000
+    assert (chained.prefetch.limit, chained.prefetch.prefetch.limit) == (50, 1000)
+    wide = visual_query(tokens, index.encoders.page.fde, limit=300)
+    assert (wide.limit, wide.prefetch.limit, wide.prefetch.prefetch.limit) == (300, 300, 3000)
 
     exact = index.store.search(ChannelQuery(PAGE, tokens, 5), page_filter)
     hits = index.store.search(chained, page_filter)
@@ -234,6 +235,29 @@ def test_visual_chain_ranks_as_exact_maxsim(visual_library: Library, text: str) 
     assert [h.score for h in hits] == pytest.approx([h.score for h in exact], rel=1e-4)
     page_hits = search(visual_library, text, channels=("page",), top_k=5)
     assert (page_hits[0].book_id, page_hits[0].page) == _page_of(index, exact[0].point_id)
+
+
+def test_visual_channels_bring_their_own_number_of_candidates(
+    visual_library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact MaxSim is the costly step, so the page channel brings `visual_prefetch_limit` pages to
+    fusion and the text channels `prefetch_limit`; never fewer than the search returns."""
+    base = visual_library.index
+    settings = base.settings.model_copy(update={"prefetch_limit": 8, "visual_prefetch_limit": 3})
+    index = PageIndex(settings, store=base.store, encoders=base.encoders)
+    asked: dict[str, int] = {}
+    answer = base.store.search
+
+    def recording_search(query: ChannelQuery, page_filter: PageFilter) -> list[ScoredId]:
+        asked[query.using] = query.limit
+        return answer(query, page_filter)
+
+    monkeypatch.setattr(base.store, "search", recording_search)
+    hits = search_pages(index, SearchQuery(text="granuloma with giant cells", top_k=2))
+    assert len(hits) == 2
+    assert asked == {"bm25": 8, "text": 8, PAGE: 3}
+    search_pages(index, SearchQuery(text="granuloma with giant cells", top_k=20))
+    assert asked == {"bm25": 20, "text": 20, PAGE: 20}
 
 
 def _page_of(index: PageIndex, point_id: str) -> tuple[str, int]:

@@ -19,15 +19,16 @@ from rag.store import ChannelQuery, PageFilter, StoreError, VectorSpec, VectorSt
 from rag.store.edge import EdgeStore
 from rag.store.server import ServerStore
 
+FDE = FixedDimensionalEncoder(16)
 VECTORS = [
     VectorSpec("pooled", "dense", 16),
     VectorSpec("page", "multi", 16, index=False),
-    VectorSpec("text", "multi", 8, float16=True),
+    VectorSpec("text", "multi", 8, datatype="float16"),
     VectorSpec("bm25", "sparse"),
-    VectorSpec("fde", "dense", 2048, float16=True, distance="dot"),
-    VectorSpec("centroids", "multi", 16, index=False, float16=True),
+    VectorSpec("fde", "dense", FDE.dim, datatype="float16", distance="dot"),
+    VectorSpec("centroids", "multi", 16, index=False, datatype="float16"),
+    VectorSpec("page_turbo8", "multi", 16, index=False, datatype="turbo8"),
 ]
-FDE = FixedDimensionalEncoder(16)
 BOOKS = ("book-a", "book-b")
 PAGES_PER_BOOK = 15
 ORGANS = (["liver"], ["lung", "heart"], ["kidney"])
@@ -77,7 +78,12 @@ def _make_points() -> list[PagePoint]:
                 point_id=_point_id(book_id, page),
                 record=_record(book_id, page),
                 dense={"pooled": page_vectors.mean(axis=0), "fde": FDE.page(page_vectors)},
-                multi={"page": page_vectors, "text": text_vectors, "centroids": page_centroids(page_vectors, k=4)},
+                multi={
+                    "page": page_vectors,
+                    "page_turbo8": page_vectors,
+                    "text": text_vectors,
+                    "centroids": page_centroids(page_vectors, k=4),
+                },
                 sparse={"bm25": _sparse(index)},
             )
         )
@@ -193,10 +199,11 @@ def test_ensure_schema_is_idempotent(open_store: StoreFactory) -> None:
         [replace(VECTORS[0], dim=32), *VECTORS[1:]],
         [*VECTORS, VectorSpec("extra", "dense", 4)],
         VECTORS[:-1],
-        [VECTORS[0], replace(VECTORS[1], float16=True), *VECTORS[2:]],
-        [*VECTORS[:-2], replace(VECTORS[-2], distance="cosine"), VECTORS[-1]],
+        [VECTORS[0], replace(VECTORS[1], datatype="float16"), *VECTORS[2:]],
+        [*VECTORS[:-1], replace(VECTORS[-1], datatype="float16")],
+        [*VECTORS[:4], replace(VECTORS[4], distance="cosine"), *VECTORS[5:]],
     ],
-    ids=["dim", "added", "removed", "datatype", "distance"],
+    ids=["dim", "added", "removed", "datatype", "turbo8", "distance"],
 )
 def test_ensure_schema_refuses_different_vectors(store: VectorStore, changed: list[VectorSpec]) -> None:
     with pytest.raises(StoreError, match="different vectors"):
@@ -273,6 +280,16 @@ def test_float16_multivector_scores_close_to_numpy(shared_store: VectorStore) ->
     assert hits[0].point_id == _ranking(expected)[0]
     for hit in hits:
         assert hit.score == pytest.approx(expected[hit.point_id], abs=1e-2)
+
+
+def test_turbo8_multivector_ranks_like_numpy(shared_store: VectorStore) -> None:
+    """8-bit storage: scores within a few hundredths of exact MaxSim, so the ranking barely moves."""
+    expected = _maxsim_scores(QUERY, "page")
+    hits = shared_store.search(ChannelQuery("page_turbo8", QUERY, len(POINTS)), NO_FILTER)
+    assert len(hits) == len(POINTS)
+    assert [h.point_id for h in hits[:3]] == _ranking(expected)[:3]
+    for hit in hits:
+        assert hit.score == pytest.approx(expected[hit.point_id], abs=0.05)
 
 
 def test_sparse_search_applies_idf(shared_store: VectorStore) -> None:

@@ -2,7 +2,7 @@
 
 Two representations, both computed in numpy from the page encoder's (n, dim) unit-row output:
 
-- `centroids`: 32 spherical k-means centroids of the page's tokens, a (<=32, dim) multivector
+- `centroids`: 16 spherical k-means centroids of the page's tokens, a (<=32, dim) multivector
   scored by MaxSim; it keeps a page's distinct content (a figure, a paragraph) that one mean
   vector loses under the page's background tokens.
 - `fde_page` / `fde_query`: a MUVERA fixed dimensional encoding (Dhulipala et al., 2024), one
@@ -22,9 +22,9 @@ import hashlib
 
 import numpy as np
 
-CENTROIDS = 32
+CENTROIDS = 16
 KMEANS_ITERATIONS = 6
-FDE_REPETITIONS = 8
+FDE_REPETITIONS = 16
 FDE_BITS = 4  # 2**4 = 16 SimHash buckets per repetition
 FDE_PROJECTION = 16  # dims each bucket is projected to
 SEED = 0

@@ -33,7 +33,8 @@ from colpali_engine.models import (
 from PIL import Image
 
 from rag.encoders.devices import EncoderLoadError, model_revision, resolve_device, resolve_dtype
-from rag.encoders.multivector import FixedDimensionalEncoder, describe_prefetch
+from rag.encoders.layout import describe_visual_layout
+from rag.encoders.multivector import FixedDimensionalEncoder
 from rag.models import EncoderInfo
 from rag.settings import Settings
 
@@ -202,7 +203,7 @@ def _load(name: str, settings: Settings) -> PageEncoder:
     pooling = "multivector, MaxSim"
     if settings.token_pooling_factor > 1:
         pooling += f"; hierarchical token pooling x{settings.token_pooling_factor}"
-    pooling += "; " + describe_prefetch(model.dim)
+    pooling += "; " + describe_visual_layout(model.dim)
     info = EncoderInfo(
         name=name,
         revision=model_revision(getattr(model.config, "_commit_hash", None), local_dir),

@@ -15,6 +15,9 @@ from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 
 VectorKind = Literal["dense", "multi", "sparse"]
 Distance = Literal["cosine", "dot"]
+# Storage of a vector's values. "turbo8": Qdrant's 8-bit TurboQuant primary storage (a random rotation,
+# then 8 bits per dimension; no float copy is kept), about half of float16; dense and multi only.
+Datatype = Literal["float32", "float16", "turbo8"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,12 @@ class VectorSpec:
     kind: VectorKind
     dim: int = 0  # 0 for sparse
     index: bool = True  # False: no HNSW (the page multivector is only ever used for exact rerank)
-    float16: bool = False
+    datatype: Datatype = "float32"
     distance: Distance = "cosine"  # "dot" for vectors whose norm carries meaning (an FDE); not for sparse
+
+    def __post_init__(self) -> None:
+        if self.kind == "sparse" and self.datatype == "turbo8":
+            raise ValueError(f"sparse vector {self.name!r} cannot be stored as turbo8")
 
 
 @dataclass(frozen=True)

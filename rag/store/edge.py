@@ -253,8 +253,15 @@ def _edge_config(vectors: list[VectorSpec]) -> qe.EdgeConfig:
     return qe.EdgeConfig(vectors=dense, sparse_vectors=sparse)
 
 
+_DATATYPES = {
+    "float32": None,
+    "float16": qe.VectorStorageDatatype.Float16,
+    "turbo8": qe.VectorStorageDatatype.Turbo8,
+}
+
+
 def _datatype(spec: VectorSpec) -> qe.VectorStorageDatatype | None:
-    return qe.VectorStorageDatatype.Float16 if spec.float16 else None
+    return _DATATYPES[spec.datatype]
 
 
 def _dense_params(spec: VectorSpec) -> qe.EdgeVectorParams:
@@ -275,15 +282,9 @@ def _sparse_params(spec: VectorSpec) -> qe.EdgeSparseVectorParams:
 # --- points, queries, filters ----------------------------------------------------------------
 
 
-
-
-
-
 def _edge_point(point: PagePoint) -> qe.Point:
     vector = dense_vectors(point) | {name: _edge_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qe.Point(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
-
-
 
 
 def _edge_sparse(sparse: SparseVector) -> qe.SparseVector:

@@ -189,8 +189,11 @@ class ServerStore:
 _DISTANCES = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT}
 
 
+_DATATYPES = {"float32": None, "float16": qm.Datatype.FLOAT16, "turbo8": qm.Datatype.TURBO8}
+
+
 def _datatype(spec: VectorSpec) -> qm.Datatype | None:
-    return qm.Datatype.FLOAT16 if spec.float16 else None
+    return _DATATYPES[spec.datatype]
 
 
 def _dense_params(spec: VectorSpec) -> qm.VectorParams:
@@ -205,15 +208,14 @@ def _dense_params(spec: VectorSpec) -> qm.VectorParams:
 
 
 def _sparse_params(spec: VectorSpec) -> qm.SparseVectorParams:
-    index = qm.SparseIndexParams(datatype=qm.Datatype.FLOAT16) if spec.float16 else None
+    index = qm.SparseIndexParams(datatype=_datatype(spec)) if spec.datatype != "float32" else None
     return qm.SparseVectorParams(modifier=qm.Modifier.IDF, index=index)
 
 
 def _spec_signature(spec: VectorSpec) -> _Signature:
-    datatype = "float16" if spec.float16 else "float32"
     if spec.kind == "sparse":
-        return ("sparse", datatype)
-    return (spec.kind, spec.dim, datatype, spec.distance)
+        return ("sparse", spec.datatype)
+    return (spec.kind, spec.dim, spec.datatype, spec.distance)
 
 
 def _stored_signatures(params: qm.CollectionParams) -> dict[str, _Signature]:
@@ -228,28 +230,22 @@ def _dense_signature(params: qm.VectorParams) -> _Signature:
     if distance is None:
         return (f"{params.distance.value} distance", params.size)
     kind = "multi" if params.multivector_config is not None else "dense"
-    return (kind, params.size, "float16" if params.datatype == qm.Datatype.FLOAT16 else "float32", distance)
+    return (kind, params.size, params.datatype.value if params.datatype else "float32", distance)
 
 
 def _sparse_signature(params: qm.SparseVectorParams) -> _Signature:
     if params.modifier != qm.Modifier.IDF:
         return ("sparse without IDF",)
-    float16 = params.index is not None and params.index.datatype == qm.Datatype.FLOAT16
-    return ("sparse", "float16" if float16 else "float32")
+    datatype = params.index.datatype if params.index is not None else None
+    return ("sparse", datatype.value if datatype else "float32")
 
 
 # --- points, queries, filters ----------------------------------------------------------------
 
 
-
-
-
-
 def _point_struct(point: PagePoint) -> qm.PointStruct:
     vector = dense_vectors(point) | {name: _qdrant_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qm.PointStruct(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
-
-
 
 
 def _qdrant_sparse(sparse: SparseVector) -> qm.SparseVector:
