@@ -71,10 +71,10 @@ def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
     page_filter = _page_filter(index, query)
     if page_filter is None:
         return []
-    rankings = {
-        name: index.store.search(_channel_query(index, query, name, _channel_limit(settings, name, top_k), page_filter), page_filter)
-        for name in channels
-    }
+    rankings = {}
+    for name in channels:
+        channel_query = _channel_query(index, query, name, _channel_limit(settings, name, top_k), page_filter)
+        rankings[name] = index.store.search(channel_query, page_filter)
     fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
     records = index.store.get_pages([point_id for point_id, _ in fused])
     hits = []
