@@ -9,7 +9,8 @@ reopen time. qdrant-client's local mode is measured as a baseline at the smalles
 The `production` shard is built and searched by the shipped code, not a re-implementation: pages
 get `rag.encoders.visual_vectors` (FDE + k-means centroids) in the layout of
 `rag.encoders.page_vector_specs`, stored through `rag.store.EdgeStore`, and each query is the
-`rag.search.visual_query` chain at the production per-channel limit (Settings' `prefetch_limit`);
+`rag.search.visual_query` chain at the production limit of the visual channels (Settings'
+`visual_prefetch_limit`);
 its top 10 are scored.
 
 usage:
@@ -62,22 +63,31 @@ QUERY_PAGES_FROM = 2000  # queries come from the first pages, so they stay valid
 @dataclass
 class PageVectors:
     full: np.ndarray  # (n, DIM) float16
-    pool3: np.ndarray  # (~n/3, DIM) float16: k-means token pooling
+    pool3: np.ndarray | None  # (~n/3, DIM) float16: k-means token pooling (only with the pool3 shard)
     mean: np.ndarray  # (DIM,)
     rows: np.ndarray  # (~27, DIM) float16: one mean per grid row
     cent: np.ndarray  # (<=32, DIM) float16: k-means centroids
     fde: np.ndarray  # (FixedDimensionalEncoder.dim,) float32
-    production: tuple[dict, dict]  # rag.encoders.visual_vectors: (dense, multi) named vectors
+    production: tuple[dict, dict] | None  # rag.encoders.visual_vectors (only with the production shard)
 
 
 PRODUCTION_FDE = FixedDimensionalEncoder(DIM)  # what a 128-d page encoder's PageEncoder.fde is
-PRODUCTION_LIMIT = max(Settings(_env_file=None).prefetch_limit, TOP_K)  # what search_pages asks a channel for
+PRODUCTION_LIMIT = max(Settings(_env_file=None).visual_prefetch_limit, TOP_K)  # what search_pages asks the page channel for
+
+
+def sweep_fde(seed: int) -> FixedDimensionalEncoder:
+    """The strategies' `fde` vectors: 2 048-d (8 repetitions), the size production used before it
+    took 16 repetitions (4 096-d); BENCHMARKS.md's strategy tables were measured with it."""
+    return FixedDimensionalEncoder(DIM, reps=8, seed=seed)
+
+
 _WORKER: dict = {}
 
 
-def _init_worker(seed: int) -> None:
+def _init_worker(seed: int, shards: tuple[str, ...]) -> None:
     _WORKER["world"] = World.make(seed)
-    _WORKER["fde"] = FixedDimensionalEncoder(DIM, seed=seed)
+    _WORKER["shards"] = shards
+    _WORKER["fde"] = sweep_fde(seed)
     _WORKER["seed"] = seed
 
 
@@ -86,12 +96,14 @@ def _page_vectors(page: int) -> tuple[PageVectors, float]:
     start = time.perf_counter()
     vectors = PageVectors(
         full=tokens.astype(np.float16),
-        pool3=page_centroids(tokens, len(tokens) // TOKEN_POOL_FACTOR, iterations=4).astype(np.float16),
+        pool3=page_centroids(tokens, len(tokens) // TOKEN_POOL_FACTOR, iterations=4).astype(np.float16)
+        if "pool3" in _WORKER["shards"]
+        else None,
         mean=mean_vector(tokens),
         rows=row_means(tokens).astype(np.float16),
         cent=page_centroids(tokens, CENTROIDS).astype(np.float16),
         fde=_WORKER["fde"].page(tokens),
-        production=visual_vectors(tokens, PRODUCTION_FDE),
+        production=visual_vectors(tokens, PRODUCTION_FDE) if "production" in _WORKER["shards"] else None,
     )
     return vectors, time.perf_counter() - start
 
@@ -129,7 +141,13 @@ def shard_layouts(fde_dim: int) -> dict[str, dict[str, tuple[str, qe.EdgeVectorP
             "fde": fde,
         },
         "pool3": {"pool3": ("pool3", _multi(F16)), "cent": cent, "fde": fde},
-        "t8": {"full": ("full", _multi(T8)), "cent": cent, "fde": fde},
+        "t8": {
+            "full": ("full", _multi(T8)),
+            "cent": cent,
+            "fde": fde,
+            "cent_t8": ("cent", _multi(T8)),
+            "fde_t8": ("fde", _dense(fde_dim, qe.Distance.Dot, T8)),
+        },
     }
 
 
@@ -158,6 +176,11 @@ STRATEGIES = [
     Strategy("exact MaxSim, turbo8", "t8", "full", exact_only_subset=True),
     Strategy("cent32 100 -> full turbo8", "t8", "full", (("cent", 100),)),
     Strategy("fde 1000 -> cent32 100 -> full turbo8", "t8", "full", (("fde", 1000), ("cent", 100))),
+    # Stage widths with every visual vector in turbo8.
+    *(
+        Strategy(f"all turbo8: fde {fde} -> cent32 {cent} -> full", "t8", "full", (("fde_t8", fde), ("cent_t8", cent)))
+        for fde, cent in ((1000, 100), (1000, 150), (2000, 100), (2000, 150), (2000, 200))
+    ),
 ]
 
 
@@ -226,10 +249,10 @@ class Corpus:
     gen_seconds: float = 0.0
 
 
-def grow_corpus(corpus: Corpus, n_pages: int, seed: int, workers: int) -> None:
+def grow_corpus(corpus: Corpus, n_pages: int, seed: int, workers: int, shards: tuple[str, ...]) -> None:
     start = time.perf_counter()
     todo = range(len(corpus.pages), n_pages)
-    with Pool(workers, initializer=_init_worker, initargs=(seed,)) as pool:
+    with Pool(workers, initializer=_init_worker, initargs=(seed, shards)) as pool:
         for vectors, prep in pool.imap(_page_vectors, todo, chunksize=16):
             corpus.pages.append(vectors)
             corpus.prep_seconds += prep
@@ -279,6 +302,7 @@ def measure_shard(
     truth: np.ndarray,
     n_exact: int,
     warmup: int,
+    rounds: int,
 ) -> tuple[dict, list[dict]]:
     rss0 = rss_mib()
     t0 = time.perf_counter()
@@ -295,14 +319,15 @@ def measure_shard(
         for query in subset[:warmup]:
             shard.query(build_request(strategy, query, reps))
         latencies, recalls = [], []
-        for qi, query in enumerate(subset):
-            request = build_request(strategy, query, reps)
-            t = time.perf_counter()
-            hits = shard.query(request)
-            latencies.append(time.perf_counter() - t)
-            found = {int(h.id) for h in hits}
-            expected = set(np.argsort(-truth[qi])[:TOP_K].tolist())
-            recalls.append(len(found & expected) / TOP_K)
+        for _ in range(1 if strategy.exact_only_subset else rounds):
+            for qi, query in enumerate(subset):
+                request = build_request(strategy, query, reps)
+                t = time.perf_counter()
+                hits = shard.query(request)
+                latencies.append(time.perf_counter() - t)
+                found = {int(h.id) for h in hits}
+                expected = set(np.argsort(-truth[qi])[:TOP_K].tolist())
+                recalls.append(len(found & expected) / TOP_K)
         rows.append(
             {
                 "strategy": strategy.name,
@@ -352,7 +377,9 @@ def upsert_production(path: Path, corpus: Corpus, start: int, end: int) -> float
     return seconds
 
 
-def measure_production(path: Path, queries: list[QueryVectors], truth: np.ndarray, warmup: int) -> tuple[dict, list[dict]]:
+def measure_production(
+    path: Path, queries: list[QueryVectors], truth: np.ndarray, warmup: int, rounds: int
+) -> tuple[dict, list[dict]]:
     """The shipped visual chain (rag.search.visual_query) through the shipped store (EdgeStore)."""
     rss0 = rss_mib()
     t0 = time.perf_counter()
@@ -365,13 +392,14 @@ def measure_production(path: Path, queries: list[QueryVectors], truth: np.ndarra
     for request in requests[:warmup]:
         store.search(request, PageFilter())
     latencies, recalls = [], []
-    for qi, request in enumerate(requests):
-        t = time.perf_counter()
-        hits = store.search(request, PageFilter())
-        latencies.append(time.perf_counter() - t)
-        found = {page_of[h.point_id] for h in hits[:TOP_K]}
-        expected = set(np.argsort(-truth[qi])[:TOP_K].tolist())
-        recalls.append(len(found & expected) / TOP_K)
+    for _ in range(rounds):
+        for qi, request in enumerate(requests):
+            t = time.perf_counter()
+            hits = store.search(request, PageFilter())
+            latencies.append(time.perf_counter() - t)
+            found = {page_of[h.point_id] for h in hits[:TOP_K]}
+            expected = set(np.argsort(-truth[qi])[:TOP_K].tolist())
+            recalls.append(len(found & expected) / TOP_K)
     rss_growth = rss_mib() - rss0
     store.close()
     total, per_vector = disk_bytes(path)
@@ -471,6 +499,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--exact-queries", type=int, default=10, help="queries for the full-scan strategies")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the queries (full scans: one)")
     parser.add_argument("--strategies", nargs="*", help="substrings of strategy names to run (default: all)")
     parser.add_argument("--shards", nargs="*", default=["f16", "pool3", "t8", "production"])
     parser.add_argument("--local-mode-pages", type=int, default=2000, help="0 skips qdrant-client local mode")
@@ -487,7 +516,7 @@ def main() -> None:
     ]
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
-    world, fde = World.make(args.seed), FixedDimensionalEncoder(DIM, seed=args.seed)
+    world, fde = World.make(args.seed), sweep_fde(args.seed)
     layouts = {name: layout for name, layout in shard_layouts(fde.dim).items() if name in args.shards}
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "qdrant_edge": _version("qdrant-edge-py"),
@@ -502,7 +531,7 @@ def main() -> None:
     previous = 0
     for n_pages in sizes:
         print(f"== {n_pages} pages", flush=True)
-        grow_corpus(corpus, n_pages, args.seed, args.workers)
+        grow_corpus(corpus, n_pages, args.seed, args.workers, tuple(args.shards))
         if not queries:
             rng = np.random.default_rng([args.seed, 9])
             query_pages = rng.choice(min(QUERY_PAGES_FROM, n_pages), size=args.queries, replace=False)
@@ -515,7 +544,7 @@ def main() -> None:
         size_report = {
             "pages": n_pages,
             "tokens_per_page": float(np.mean([len(p.full) for p in corpus.pages])),
-            "pool3_tokens_per_page": float(np.mean([len(p.pool3) for p in corpus.pages])),
+            "pool3_tokens_per_page": float(np.mean([len(p.pool3) for p in corpus.pages])) if "pool3" in args.shards else None,
             "generation_s_total": corpus.gen_seconds,
             "prefetch_vectors_prep_ms_per_page": 1000 * corpus.prep_seconds / n_pages,
             "numpy_exact_truth_s": truth_s,
@@ -527,7 +556,8 @@ def main() -> None:
             upsert_s = upsert_new(path, layout, corpus, previous, n_pages)
             print(f" shard {shard_name}: upserted {n_pages - previous} pages in {upsert_s:.1f} s", flush=True)
             info, rows = measure_shard(
-                path, layout, [s for s in strategies if s.shard == shard_name], queries, truth, args.exact_queries, args.warmup
+                path, layout, [s for s in strategies if s.shard == shard_name], queries, truth, args.exact_queries,
+                args.warmup, args.rounds,
             )
             info["upsert_pages_per_s"] = (n_pages - previous) / upsert_s
             for row in rows:
@@ -539,7 +569,7 @@ def main() -> None:
             path = args.workdir / "production"
             upsert_s = upsert_production(path, corpus, previous, n_pages)
             print(f" shard production: upserted {n_pages - previous} pages in {upsert_s:.1f} s", flush=True)
-            info, rows = measure_production(path, queries, truth, args.warmup)
+            info, rows = measure_production(path, queries, truth, args.warmup, args.rounds)
             info["upsert_pages_per_s"] = (n_pages - previous) / upsert_s
             for row in rows:
                 row.update(upsert_pages_per_s=info["upsert_pages_per_s"], reopen_s=info["reopen_s"],

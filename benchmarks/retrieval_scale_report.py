@@ -9,8 +9,10 @@ import sys
 def main(path: str) -> None:
     report = json.loads(open(path).read())
     for size in report["sizes"]:
-        print(f"\n{size['pages']} pages ({size['tokens_per_page']:.0f} tokens/page; pool3 "
-              f"{size['pool3_tokens_per_page']:.0f}); numpy exact truth {size['numpy_exact_truth_s']:.0f} s\n")
+        pool3 = size.get("pool3_tokens_per_page")
+        print(f"\n{size['pages']} pages ({size['tokens_per_page']:.0f} tokens/page"
+              + (f"; pool3 {pool3:.0f}" if pool3 else "")
+              + f"); numpy exact truth {size['numpy_exact_truth_s']:.0f} s\n")
         print("| strategy | p50 ms | p95 ms | R@10 vs exact | visual KB/page (vectors used) | shard KB/page | "
               "upsert pages/s | reopen s | RSS growth MiB |")
         print("|---|---|---|---|---|---|---|---|---|")
