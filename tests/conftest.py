@@ -149,3 +149,13 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def vlm():
+    """A scripted OpenAI-compatible chat model on loopback (tests.scripted_vlm), one per test module."""
+    from tests.scripted_vlm import ScriptedVLM
+
+    server = ScriptedVLM()
+    yield server
+    server.close()

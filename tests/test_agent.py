@@ -52,13 +52,6 @@ def answer(text="Reed-Sternberg cells.", choice=None, citations=("P1",), insuffi
     }
 
 
-@pytest.fixture(scope="module")
-def vlm():
-    server = ScriptedVLM()
-    yield server
-    server.close()
-
-
 @pytest.fixture
 def make_agent(agent_library, vlm):  # noqa: F811
     agents = []

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
 from tests.conftest import write_pathology_book
-from tests.scripted_vlm import ScriptedVLM, Slow
+from tests.scripted_vlm import Slow
 from tests.test_agent import answer, inspection, plan
 from tests.test_server import USER, server_settings, start_server
 
@@ -33,13 +33,6 @@ def shared_index(tmp_path_factory, text_only_encoders):
     assert index_pdf(index, write_pathology_book(root / "essentials.pdf"), BookMeta(organ_systems=["general"])).ok
     yield index, settings
     index.close()
-
-
-@pytest.fixture(scope="module")
-def vlm():
-    server = ScriptedVLM()
-    yield server
-    server.close()
 
 
 @pytest.fixture
