@@ -84,6 +84,11 @@ def terms(text: str) -> list[str]:
     return [_term(word) for word in re.findall(r"[a-z0-9]+", text)]
 
 
+def content_terms(text: str) -> set[str]:
+    """The distinct stems of `text` without function words."""
+    return {term for term in terms(text) if term not in _STOP}
+
+
 @dataclass(frozen=True)
 class Concept:
     """One thing an option says: its own words (`key`), and every wording that counts as stating it."""

@@ -18,11 +18,13 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from pathorag import folds
 
 KS = (1, 5, 10)
 NDCG_K = 5
@@ -214,6 +216,16 @@ class EvalOptions:
     top_k: int = 10
     book_dir: Path | None = None
     page_map: Path | None = None
+    folds: str | None = None  # book | chapter: also report per fold, baselines beside (pathorag/folds.py)
+    sweep: tuple[str, ...] = ()  # NAME=V1,V2: with folds, each value chosen on the other folds
+
+
+# Settings that change what is stored: one index cannot be evaluated under several of their values.
+INDEX_TIME_SETTINGS = {
+    "data_dir", "qdrant_url", "qdrant_api_key", "collection_prefix", "page_encoder", "text_encoder",
+    "device", "dtype", "page_batch_size", "text_batch_size", "token_pooling_factor", "render_dpi",
+    "max_page_pixels", "ocr", "ocr_language", "ocr_min_chars", "chunk_words", "chunk_overlap",
+}
 
 
 def _book_path(name: str, question_file: Path, book_dir: Path | None) -> Path:
@@ -237,6 +249,15 @@ def run_eval(
 
     if options.mode not in ("retrieval", "answer"):
         raise EvalError(f"unknown mode {options.mode!r}; choose retrieval or answer")
+    if options.folds is not None and options.folds not in folds.FOLD_KINDS:
+        raise EvalError(f"unknown folds {options.folds!r}; choose {' or '.join(folds.FOLD_KINDS)}")
+    if options.sweep and not options.folds:
+        raise EvalError("--sweep needs --folds: a value chosen and reported on the same questions says nothing")
+    try:
+        updates = folds.parse_sweep(options.sweep, type(settings).model_fields, INDEX_TIME_SETTINGS) if options.sweep else []
+        swept = {folds.sweep_label(update): settings.model_validate(settings.model_dump() | update) for update in updates}
+    except (folds.FoldError, ValueError) as error:
+        raise EvalError(str(error)) from None
     page_map = load_page_map(options.page_map) if options.page_map else None
     items: list[Item] = []
     notes: list[str] = []
@@ -253,7 +274,6 @@ def run_eval(
 
     own_index = index is None
     index = index or PageIndex(settings)
-    agent = None
     try:
         book_ids: dict[str, str] = {}
         indexing = {}
@@ -263,30 +283,49 @@ def run_eval(
                 raise EvalError(f"indexing {pdf} failed: {report.error}")
             book_ids[name] = report.book_id
             indexing[name] = {"book_id": report.book_id, "status": report.status, "seconds": round(report.seconds, 1)}
-        if options.mode == "answer":
-            from agent import Agent
-
-            agent = Agent(settings, index)
         visual = index.encoders.page is not None
-        if options.mode == "retrieval":
-            _warm_up(index, options)
-        records = []
+        records = _run_items(index, items, book_ids, options, progress)
+        report = build_report(records, options, settings, indexing, notes, visual)
+        if options.folds:
+            runs = {"defaults": records}
+            for label, swept_settings in swept.items():
+                swept_index = PageIndex(swept_settings, store=index.store, encoders=index.encoders)
+                runs[label] = _run_items(swept_index, items, book_ids, options, progress, label)
+            baselines = _baseline_runs(index, items, book_ids, options, progress)
+            report["folds"] = fold_report(items, _folds_of(index, items, book_ids, options.folds), runs, baselines, options)
+    finally:
+        if own_index:
+            index.close()
+    return report
+
+
+def _run_items(index, items: list[Item], book_ids: dict[str, str], options: EvalOptions, progress=None, label: str = "") -> list[dict]:
+    """One record per item, with the index's settings (an agent of those settings in answer mode)."""
+    agent = None
+    if options.mode == "answer":
+        from agent import Agent
+
+        agent = Agent(index.settings, index)
+    else:
+        _warm_up(index, options)
+    visual = index.encoders.page is not None
+    title = f"{options.mode} {label}".strip()
+    records = []
+    try:
         for done, item in enumerate(items):
             if progress:
-                progress(f"{options.mode} {item.source_file}", done, len(items))
+                progress(f"{title} {item.source_file}", done, len(items))
             books = [book_ids[item.book]] if item.book else []
             if options.mode == "retrieval":
                 records.append(_retrieve(index, item, books, options, visual))
             else:
                 records.append(_answer(agent, item, books))
         if progress:
-            progress(f"{options.mode} done", len(items), len(items))
+            progress(f"{title} done", len(items), len(items))
     finally:
         if agent is not None:
             agent.close()
-        if own_index:
-            index.close()
-    return build_report(records, options, settings, indexing, notes, visual)
+    return records
 
 
 def _warm_up(index, options: EvalOptions) -> None:
@@ -356,6 +395,124 @@ def _answer(agent, item: Item, books: list[str]) -> dict:
     if item.kind == "in_corpus" and books:
         record["support_retrieved"] = all((books[0], p) in retrieved for p in item.support)
     return record
+
+
+def _baseline_runs(index, items: list[Item], book_ids: dict[str, str], options: EvalOptions, progress=None) -> dict[str, list[dict]]:
+    """Plain methods measured on the same items, beside every fold table.
+
+    Retrieval: each text channel alone. Answer: the option whose "question + option" BM25 query finds
+    the best-scoring page, and the option with the largest share of its words on the question's top 5 pages.
+    """
+    if options.mode == "retrieval":
+        return {
+            f"{channel} alone": _run_items(index, items, book_ids, replace(options, channels=(channel,)), progress, f"{channel} alone")
+            for channel in ("bm25", "text")
+        }
+    _warm_up(index, options)
+    runs: dict[str, list[dict]] = {}
+    for name, pick in (("BM25 question+option", _bm25_question_option), ("option words in top 5 pages", _option_words_on_top_pages)):
+        records = []
+        for done, item in enumerate(items):
+            if progress:
+                progress(f"baseline {name}", done, len(items))
+            record = {"id": item.id, "kind": item.kind, "group": item.group, "book": item.book, "support": item.support}
+            if not item.options or not item.answer_letter:
+                records.append(record | {"evaluable": False, "reason": "no options or answer letter (open question)"})
+                continue
+            books = [book_ids[item.book]] if item.book else []
+            supports = pick(index, item, books)
+            choice = LETTERS[max(range(len(supports)), key=lambda k: (supports[k], -k))]
+            records.append(record | {"evaluable": True, "choice": choice, "correct": choice == item.answer_letter, "insufficient_evidence": False})
+        runs[name] = records
+    return runs
+
+
+def _bm25_question_option(index, item: Item, books: list[str]) -> list[float]:
+    from rag.search import SearchQuery, search_pages
+
+    scores = []
+    for option in item.options:
+        hits = search_pages(index, SearchQuery(text=f"{item.question} {option}", books=books, top_k=1, channels=("bm25",)))
+        scores.append(hits[0].channel_scores.get("bm25", 0.0) if hits else 0.0)
+    return scores
+
+
+def _option_words_on_top_pages(index, item: Item, books: list[str]) -> list[float]:
+    from agent.evidence import content_terms
+    from rag.search import SearchQuery, search_pages
+
+    hits = search_pages(index, SearchQuery(text=item.question, books=books, top_k=5))
+    on_pages = content_terms(" ".join(hit.text for hit in hits))
+    shares = []
+    for option in item.options:
+        words = content_terms(option)
+        shares.append(len(words & on_pages) / len(words) if words else 0.0)
+    return shares
+
+
+def _folds_of(index, items: list[Item], book_ids: dict[str, str], by: str) -> list[str]:
+    """Each item's fold: its book, or its book and the top-level section of its first support page."""
+    from rag.page_index import page_point_id
+
+    if by == "book":
+        return [item.book or "" for item in items]
+    wanted = {item.id: page_point_id(book_ids[item.book], item.support[0]) for item in items if item.kind == "in_corpus"}
+    records = index.store.get_pages(sorted(set(wanted.values())))
+    names = []
+    for item in items:
+        record = records.get(wanted.get(item.id, ""))
+        section = record.section_path[0] if record is not None and record.section_path else "(no section)"
+        names.append(f"{item.book} / {section}")
+    return names
+
+
+def fold_report(items: list[Item], fold_names: list[str], runs: dict[str, list[dict]], baselines: dict[str, list[dict]], options: EvalOptions) -> dict:
+    """Per book: the baselines, the defaults and, with a sweep, the tuned and the held-out choice."""
+    retrieval = options.mode == "retrieval"
+    every = [*runs.values(), *baselines.values()]
+    usable = [i for i, item in enumerate(items) if item.kind == "in_corpus" and all(run[i]["evaluable"] for run in every)]
+    names = [fold_names[i] for i in usable]
+
+    def only_usable(run: list[dict]) -> list[dict]:
+        return [run[i] for i in usable]
+
+    columns = {name: only_usable(run) for name, run in baselines.items()} | {"defaults": only_usable(runs["defaults"])}
+    out: dict = {"by": options.folds, "objective": "MRR" if retrieval else "accuracy", "n_folds": len(set(names)), "swept": list(runs)[1:]}
+    if len(runs) > 1:
+        candidates = {label: only_usable(run) for label, run in runs.items()}
+        objective = (lambda r: reciprocal_rank(r["ranks"])) if retrieval else (lambda r: float(r["correct"]))
+        held_out, tuned = folds.cross_validate(candidates, names, objective)
+        columns["tuned"] = folds.pick(candidates, tuned)
+        columns["held out"] = folds.pick(candidates, held_out)
+        out["tuned_choice"] = tuned[0] if tuned else None
+        out["held_out_choice"] = dict(zip(names, held_out))
+    rows = []
+    for book in [*sorted({items[i].book for i in usable}), "all"]:
+        for name, records in columns.items():
+            kept = [r for r in records if book == "all" or r["book"] == book]
+            rows.append({"book": book, "run": name} | _fold_metrics(kept, retrieval))
+    out["rows"] = rows
+    return out
+
+
+def _fold_metrics(records: list[dict], retrieval: bool) -> dict:
+    n = len(records)
+    if not n:
+        return {"n": 0}
+    if not retrieval:
+        return {
+            "n": n,
+            "accuracy": round(sum(r["correct"] for r in records) / n, 4),
+            "insufficient_evidence": round(sum(r["insufficient_evidence"] for r in records) / n, 4),
+        }
+    ranks = [r["ranks"] for r in records]
+    multi = [r for r in ranks if len(r) > 1]
+    out = {"n": n}
+    for k in KS:
+        out[f"R@{k}"] = round(sum(found_at(r, k, False) for r in ranks) / n, 4)
+    out["MRR"] = round(sum(reciprocal_rank(r) for r in ranks) / n, 4)
+    out["both pages@10"] = round(sum(found_at(r, 10, True) for r in multi) / len(multi), 4) if multi else None
+    return out
 
 
 def build_report(records: list[dict], options: EvalOptions, settings, indexing: dict, notes: list[str], visual: bool) -> dict:
@@ -461,6 +618,21 @@ def report_table(report: dict):
     return table
 
 
+def fold_table(fold_report: dict):
+    from rich.table import Table
+
+    metrics = [key for key in fold_report["rows"][0] if key not in ("book", "run")] if fold_report["rows"] else []
+    title = f"pathorag eval by {fold_report['by']} ({fold_report['n_folds']} folds; choices by {fold_report['objective']})"
+    table = Table("book", "run", *metrics, title=title)
+    previous = None
+    for row in fold_report["rows"]:
+        if previous is not None and row["book"] != previous:
+            table.add_section()
+        previous = row["book"]
+        table.add_row(row["book"], row["run"], *[_cell(row.get(key)) for key in metrics])
+    return table
+
+
 def _cell(value) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -489,6 +661,11 @@ def report_lines(report: dict) -> list[str]:
     for stage, lat in report["latency"].items():
         if lat.get("n"):
             lines.append(f"latency {stage}: p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms (n={lat['n']})")
+    fold_report = report.get("folds") or {}
+    if fold_report.get("tuned_choice"):
+        lines.append(f"tuned: {fold_report['tuned_choice']} (best on all folds); held out: each fold gets the best on the others")
+        if fold_report["by"] == "book":
+            lines += [f"  held out on {fold}: {label}" for fold, label in fold_report["held_out_choice"].items()]
     lines += report["notes"]
     return lines
 
@@ -506,12 +683,17 @@ def register(app) -> None:
         top_k: Annotated[int, typer.Option("--top-k", min=1, max=200, help="Pages retrieved per question (at least 10 are).")] = 10,
         out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
         page_map: Annotated[Optional[Path], typer.Option("--page-map", help="NAME.page_map.json: re-target items of another PDF of the same book through orig_page.")] = None,
+        fold_by: Annotated[Optional[str], typer.Option("--folds", help="book or chapter: report per book with plain baselines beside; with --sweep, each value is chosen on the other folds.")] = None,
+        sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="NAME=V1,V2 (repeatable; a query-time setting, e.g. weight_text=0.5,0.7): values to choose between on held-out folds.")] = None,
     ) -> None:
         """Benchmark retrieval or answers on question files; prints a table, writes a JSON report."""
         from pathorag.cli import _progress, _settings, _user_errors, console, out
 
         with _user_errors():
-            options = EvalOptions(mode=mode, channels=tuple(channels) if channels else None, top_k=top_k, book_dir=book_dir, page_map=page_map)
+            options = EvalOptions(
+                mode=mode, channels=tuple(channels) if channels else None, top_k=top_k, book_dir=book_dir,
+                page_map=page_map, folds=fold_by, sweep=tuple(sweep or ()),
+            )
             settings = _settings()
             try:
                 with _progress() as progress:
@@ -526,6 +708,8 @@ def register(app) -> None:
 
                 raise CliError(str(error)) from None
         out.print(report_table(report))
+        if "folds" in report:
+            out.print(fold_table(report["folds"]))
         for line in report_lines(report):
             out.print(line, highlight=False)
         if out_path:
