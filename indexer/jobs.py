@@ -191,6 +191,7 @@ def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage])
             content_hash=hashlib.sha256(page.text.encode()).hexdigest()[:16],
             image_key=image_key,
             ocr=page.ocr,
+            page_kind=page.kind,
         )
         point = PagePoint(point_id=page_point_id(book.book_id, page.page), record=record)
         if len(chunk_vectors):  # a multivector cannot be empty: a page without text has no text vector

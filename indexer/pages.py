@@ -22,6 +22,8 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
+from indexer.page_kinds import CONTENTS, FRONT, FRONT_MATTER_PAGES, Row, page_kind
+from rag.models import BODY_PAGE
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class ExtractedPage:
     section_path: list[str] = field(default_factory=list)
     headings: list[str] = field(default_factory=list)
     ocr: bool = False
+    kind: str = BODY_PAGE  # or front, contents, index (indexer.page_kinds)
 
 
 # --- opening ------------------------------------------------------------------------------
@@ -152,16 +155,30 @@ def extract_pages(
     wanted = _page_numbers(doc, pages)
     toc = [(level, title.strip(), page) for level, title, page in doc.get_toc(simple=True) if page >= 1]
     sections = _SectionTracker(toc)
+    front_matter_end = _first_contents_page(doc, path)
     for number in range(1, wanted[-1] + 1):
         sections.advance_to(number)
         if number in wanted:
             extracted = _extract_page(_load_page(doc, path, number), path, settings, sections)
+            if number < front_matter_end:
+                extracted.kind = FRONT
             yield extracted
         elif not toc:  # headings of skipped pages still carry forward
             try:
                 sections.add_headings(_read_layout(_load_page(doc, path, number), path, None, sections.body_size))
             except BadPdfError as error:
                 log.debug("headings of a skipped page lost: %s", error)
+
+
+def _first_contents_page(doc: pymupdf.Document, path: Path) -> int:
+    """The first contents page among the book's first pages (1 when there is none: no front matter)."""
+    for number in range(1, min(doc.page_count, FRONT_MATTER_PAGES) + 1):
+        try:
+            if _read_layout(_load_page(doc, path, number), path, None, None).kind == CONTENTS:
+                return number
+        except BadPdfError:
+            continue  # the page's own extraction reports it
+    return 1
 
 
 def _page_numbers(doc: pymupdf.Document, pages: Iterable[int] | None) -> list[int]:
@@ -199,6 +216,7 @@ def _extract_page(page: pymupdf.Page, path: Path, settings: Settings, sections: 
         section_path=sections.path,
         headings=headings,
         ocr=ocr_textpage is not None,
+        kind=layout.kind,
     )
 
 
@@ -243,6 +261,7 @@ class _Line:
     size: float
     bold: bool
     italic: bool
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in PDF points
 
 
 @dataclass(frozen=True)
@@ -264,6 +283,11 @@ class _Layout:
     @property
     def captions(self) -> list[str]:
         return [block.text for block in self.blocks if block.caption]
+
+    @property
+    def kind(self) -> str:
+        rows = [Row(line.text, line.box[0], line.box[1], line.box[3]) for block in self.blocks for line in block.lines]
+        return page_kind(rows)
 
 
 def _read_layout(
@@ -305,6 +329,7 @@ def _block_lines(block: dict) -> list[_Line]:
                 size=round(main["size"], 1),
                 bold=all(span["flags"] & _BOLD or "bold" in span["font"].lower() for span in spans),
                 italic=all(span["flags"] & _ITALIC for span in spans),
+                box=tuple(line["bbox"]),
             )
         )
     return lines

@@ -213,6 +213,7 @@ def search(
     organ: Annotated[Optional[list[str]], typer.Option(help="Only this organ system (repeatable).")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=200, help="Pages to return.")] = None,
     channel: Annotated[Optional[list[str]], typer.Option(help="Use only this channel (repeatable): bm25, text, page, image.")] = None,
+    all_pages: Annotated[bool, typer.Option("--all-pages", help="Search front matter, contents and index pages too (left out by default).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search indexed pages by text, by image, or both."""
@@ -229,6 +230,7 @@ def search(
                 organ_systems=list(organ or []),
                 top_k=top_k,
                 channels=tuple(channel) if channel else None,
+                all_pages=all_pages,
             )
             hits = search_pages(index, query)
         finally:

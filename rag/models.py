@@ -9,6 +9,13 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 
+# What a page is: the book's body, or its front matter (title, copyright, prefaces: the pages before
+# the contents), contents or index. Contents and index name every topic they list, so they rank for
+# many questions while stating nothing; search leaves all three out unless asked (indexer.page_kinds).
+BODY_PAGE = "body"
+OUTSIDE_BODY_PAGES = ("front", "contents", "index")
+
+
 class EncoderInfo(BaseModel):
     """What built a vector channel; recorded in the index so a mismatch can be refused."""
 
@@ -47,6 +54,9 @@ class PageRecord(BaseModel):
     content_hash: str = ""
     image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
     ocr: bool = False
+    page_kind: str = Field(
+        BODY_PAGE, description="body, or front, contents or index: pages search leaves out unless asked."
+    )
 
 
 @dataclass(frozen=True)
@@ -79,4 +89,5 @@ class PageHit(BaseModel):
     channel_ranks: dict[str, int] = Field(default_factory=dict)
     snippet: str = ""
     image_key: str = ""
+    page_kind: str = BODY_PAGE
     text: str = Field("", exclude=True, repr=False)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT
 from rag.encoders.multivector import FixedDimensionalEncoder
-from rag.models import PageHit, SparseVector
+from rag.models import OUTSIDE_BODY_PAGES, PageHit, SparseVector
 from rag.page_index import PageIndex
 from rag.settings import Settings
 from rag.encoders.sparse import merge_weighted
@@ -59,6 +59,7 @@ class SearchQuery:
     organ_systems: list[str] = field(default_factory=list)
     top_k: int | None = None
     channels: tuple[str, ...] | None = None  # None: every channel the query and the index allow
+    all_pages: bool = False  # False: front matter, contents and index pages are left out
     # Text embeddings computed beforehand by `embed_text_queries` (channel -> vector(s)).
     embedded: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -92,6 +93,7 @@ def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
                 channel_ranks=_channel_values(rankings, point_id, lambda rank, hit: rank),
                 snippet=make_snippet(record.text, query.text),
                 image_key=record.image_key,
+                page_kind=record.page_kind,
                 text=record.text,
             )
         )
@@ -146,7 +148,8 @@ def embed_text_queries(index: PageIndex, queries: Sequence[SearchQuery]) -> None
 
 
 def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
-    """Only books whose indexing completed are searchable. None: nothing can match."""
+    """Only books whose indexing completed are searchable, and only their body pages unless the query
+    asks for all pages. None: nothing can match."""
     complete = {book.book_id for book in index.complete_books()}
     if query.books:
         unknown = set(query.books) - {book.book_id for book in index.store.list_books()}
@@ -155,7 +158,8 @@ def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
         complete &= set(query.books)
     if not complete:
         return None
-    return PageFilter(book_ids=sorted(complete), organ_systems=list(query.organ_systems))
+    excluded = [] if query.all_pages else list(OUTSIDE_BODY_PAGES)
+    return PageFilter(book_ids=sorted(complete), organ_systems=list(query.organ_systems), excluded_page_kinds=excluded)
 
 
 def _channel_query(

@@ -55,6 +55,7 @@ def _record(book_id: str, page: int) -> PageRecord:
         content_hash=f"sha256:{book_id}{page}",
         image_key=f"{book_id}/{page:04d}.png",
         ocr=page % 2 == 0,
+        page_kind="index" if page % 5 == 0 else "body",
     )
 
 
@@ -342,8 +343,10 @@ def test_nested_prefetch_chain(shared_store: VectorStore) -> None:
         (PageFilter(book_ids=["book-b"]), lambda r: r.book_id == "book-b"),
         (PageFilter(organ_systems=["liver", "kidney"]), lambda r: {"liver", "kidney"} & set(r.organ_systems)),
         (PageFilter(["book-a"], ["heart"]), lambda r: r.book_id == "book-a" and "heart" in r.organ_systems),
+        (PageFilter(excluded_page_kinds=["front", "contents", "index"]), lambda r: r.page_kind == "body"),
+        (PageFilter(["book-b"], excluded_page_kinds=["index"]), lambda r: r.book_id == "book-b" and r.page_kind == "body"),
     ],
-    ids=["book", "organ", "both"],
+    ids=["book", "organ", "both", "body-only", "book-body-only"],
 )
 def test_filters(shared_store: VectorStore, page_filter: PageFilter, allowed: Callable[[PageRecord], bool]) -> None:
     expected = {p.point_id for p in POINTS if allowed(p.record)}

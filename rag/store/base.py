@@ -42,6 +42,7 @@ class PageFilter:
 
     book_ids: list[str] = field(default_factory=list)
     organ_systems: list[str] = field(default_factory=list)
+    excluded_page_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
 from rag.store.points import catalog_id, dense_vectors, non_empty_sparse, query_list
 
-_INDEXED_FIELDS = ("book_id", "organ_systems")
+_INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
 # The engine needs at least one vector config; catalog points carry no vectors at all.
 _CATALOG_PLACEHOLDER = qe.EdgeConfig(sparse_vectors={"placeholder": qe.EdgeSparseVectorParams()})
 _SCROLL_PAGE = 1000
@@ -316,7 +316,11 @@ def _edge_filter(page_filter: PageFilter) -> qe.Filter | None:
         for key, values in (("book_id", page_filter.book_ids), ("organ_systems", page_filter.organ_systems))
         if values
     ]
-    return qe.Filter(must=conditions) if conditions else None
+    # `must_not`, so pages indexed before page kinds existed (no `page_kind` field) still match.
+    excluded = [
+        qe.FieldCondition(key="page_kind", match=qe.MatchAny(any=list(page_filter.excluded_page_kinds)))
+    ] if page_filter.excluded_page_kinds else []
+    return qe.Filter(must=conditions, must_not=excluded or None) if conditions or excluded else None
 
 
 def _scroll_all(shard: qe.EdgeShard, edge_filter: qe.Filter | None, with_payload: bool | list[str]) -> list[qe.Record]:

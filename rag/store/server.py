@@ -16,7 +16,7 @@ from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
 from rag.store.points import catalog_id, dense_vectors, non_empty_sparse, query_list
 
-_INDEXED_FIELDS = ("book_id", "organ_systems")
+_INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
 _SCROLL_PAGE = 1000
 # Comparable description of a stored vector: what must match for existing data to stay valid.
 _Signature = tuple[Any, ...]
@@ -278,4 +278,8 @@ def _query_filter(page_filter: PageFilter) -> qm.Filter | None:
         for key, values in (("book_id", page_filter.book_ids), ("organ_systems", page_filter.organ_systems))
         if values
     ]
-    return qm.Filter(must=conditions) if conditions else None
+    # `must_not`, so pages indexed before page kinds existed (no `page_kind` field) still match.
+    excluded = [
+        qm.FieldCondition(key="page_kind", match=qm.MatchAny(any=list(page_filter.excluded_page_kinds)))
+    ] if page_filter.excluded_page_kinds else []
+    return qm.Filter(must=conditions, must_not=excluded or None) if conditions or excluded else None
