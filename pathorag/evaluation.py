@@ -467,7 +467,8 @@ def _folds_of(index, items: list[Item], book_ids: dict[str, str], by: str) -> li
 
 
 def fold_report(items: list[Item], fold_names: list[str], runs: dict[str, list[dict]], baselines: dict[str, list[dict]], options: EvalOptions) -> dict:
-    """Per book: the baselines, the defaults and, with a sweep, the tuned and the held-out choice."""
+    """Per book: the baselines, the defaults and, with a sweep, each swept value, the value best on all
+    folds ("tuned") and the value chosen on the other folds ("held out")."""
     retrieval = options.mode == "retrieval"
     every = [*runs.values(), *baselines.values()]
     usable = [i for i, item in enumerate(items) if item.kind == "in_corpus" and all(run[i]["evaluable"] for run in every)]
@@ -480,6 +481,7 @@ def fold_report(items: list[Item], fold_names: list[str], runs: dict[str, list[d
     out: dict = {"by": options.folds, "objective": "MRR" if retrieval else "accuracy", "n_folds": len(set(names)), "swept": list(runs)[1:]}
     if len(runs) > 1:
         candidates = {label: only_usable(run) for label, run in runs.items()}
+        columns |= {label: records for label, records in candidates.items() if label != "defaults"}
         objective = (lambda r: reciprocal_rank(r["ranks"])) if retrieval else (lambda r: float(r["correct"]))
         held_out, tuned = folds.cross_validate(candidates, names, objective)
         columns["tuned"] = folds.pick(candidates, tuned)

@@ -8,9 +8,11 @@ Channels:
 - `image`: the user's image embedded by the page encoder, same chain (joint queries rank by text
   and by the image at once).
 
-Fusion is distribution-based by default: each channel's candidate scores are scaled by their own
-mean +- 3 std (as Qdrant's DBSF does), so a channel with a clear winner counts more than one with a
-flat list; reciprocal-rank fusion is the alternative. A page missing from a channel's list takes
+Fusion is distribution-based: each channel's candidate scores are scaled by their own mean +- 3 std
+(as Qdrant's DBSF does). By default (`peaked`) each channel's weight is also multiplied, per query,
+by how far its best score stands above its list (the top score's z-score): a channel with a clear
+winner for this question counts more than one with a flat list, whatever the book. `weighted` uses
+the configured weights alone, `rrf` reciprocal ranks. A page missing from a channel's list takes
 that list's lowest score, a bound on what it would have had.
 """
 
@@ -242,6 +244,8 @@ def fuse(
                 totals[hit.point_id] += weight / (rrf_k + rank)
             continue
         scores = np.array([hit.score for hit in hits])
+        if method == "peaked":
+            weight *= peakedness(scores)
         low, high = scores.mean() - 3 * scores.std(), scores.mean() + 3 * scores.std()
         span = high - low if high > low else 1.0
         by_id = {hit.point_id: hit.score for hit in hits}
@@ -250,6 +254,15 @@ def fuse(
             totals[point_id] += weight * (by_id.get(point_id, floor) - low) / span
     # Ties (equal fused scores) keep a stable, reproducible order.
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+
+
+def peakedness(scores: np.ndarray) -> float:
+    """How many standard deviations the best score stands above the list's mean (1 for lists too
+    short to tell: the value a list of two always has)."""
+    spread = scores.std()
+    if len(scores) < 2 or spread == 0:
+        return 1.0
+    return max(0.0, float((scores.max() - scores.mean()) / spread))
 
 
 def _channel_values(rankings: dict[str, list[ScoredId]], point_id: str, value) -> dict:

@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(40, ge=0, description="Words shared by consecutive chunks.")
 
     # --- search --------------------------------------------------------------------------
-    fusion: Literal["rrf", "weighted"] = Field("weighted", description="How channel rankings are fused.")
+    fusion: Literal["peaked", "weighted", "rrf"] = Field(
+        "peaked",
+        description="How channel rankings are fused: 'peaked' (distribution-based scores, each channel weighted "
+        "by how clearly its best page stands out for this query), 'weighted' (the fixed weights alone) or 'rrf'.",
+    )
     rrf_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion.")
     weight_bm25: float = Field(1.0, ge=0, description="Fusion weight of the BM25 (lexical) channel.")
     weight_text: float = Field(0.7, ge=0, description="Fusion weight of the text-chunk (MiniLM) channel.")
