@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
 from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE
-from rag.search import SearchError, SearchQuery, embed_text_queries, fuse, search_pages, visual_query
+from rag.search import SearchError, SearchQuery, embed_text_queries, fuse, peakedness, search_pages, visual_query
 from rag.settings import Settings
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from tests import pdf_factory
@@ -275,7 +276,7 @@ def ranked(*pairs: tuple[str, float]) -> list[ScoredId]:
 EQUAL = {"bm25": 1.0, "text": 1.0}
 
 
-@pytest.mark.parametrize("method", ["rrf", "weighted"])
+@pytest.mark.parametrize("method", ["rrf", "weighted", "peaked"])
 def test_fuse_page_first_in_both_channels_wins(method: str) -> None:
     rankings = {
         "bm25": ranked(("a", 12.0), ("b", 11.0), ("c", 1.0)),
@@ -322,6 +323,20 @@ def test_fuse_distribution_based_scores_and_missing_pages() -> None:
     assert fused["c"] == pytest.approx(scaled(1.0, bm25) + scaled(0.1, text))
     # missing from a channel never counts more than being last in it
     assert fused["a"] - fused["c"] == pytest.approx(scaled(3.0, bm25) - scaled(1.0, bm25))
+
+
+def test_peaked_fusion_follows_the_channel_with_a_clear_winner() -> None:
+    # bm25 has one page far above the rest; text ranks another page first, but its list is flat
+    bm25 = ranked(("a", 9.0), *((f"p{i}", 1.0 + 0.01 * i) for i in range(20)), ("b", 1.5))
+    text = ranked(("b", 0.52), ("a", 0.50), *((f"p{i}", 0.49 - 0.001 * i) for i in range(20)))
+    rankings = {"bm25": bm25, "text": text}
+    text_heavy = {"bm25": 1.0, "text": 3.0}
+    assert fuse(rankings, text_heavy, "weighted")[0][0] == "b"  # the fixed weights let the flat list win
+    assert fuse(rankings, text_heavy, "peaked")[0][0] == "a"
+    scores = np.array([hit.score for hit in bm25])
+    assert peakedness(scores) == pytest.approx((9.0 - scores.mean()) / scores.std())
+    assert peakedness(np.array([3.0])) == 1.0 and peakedness(np.array([2.0, 2.0])) == 1.0
+    assert peakedness(np.array([4.0, 1.0])) == pytest.approx(1.0)  # a two-page list: always one
 
 
 def test_fuse_distribution_based_flat_or_empty_channels() -> None:
