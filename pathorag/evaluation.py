@@ -338,10 +338,15 @@ def _warm_up(index, options: EvalOptions) -> None:
         pass
 
 
+def _record_of(item: Item) -> dict:
+    """The fields every per-item record of a report starts with."""
+    return {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "book": item.book, "support": item.support}
+
+
 def _retrieve(index, item: Item, books: list[str], options: EvalOptions, visual: bool) -> dict:
     from rag.search import SearchError, SearchQuery, search_pages
 
-    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "book": item.book, "support": item.support}
+    record = _record_of(item)
     if item.kind == "external":
         return record | {"evaluable": False, "reason": "no support pages (external item)"}
     image = None
@@ -374,7 +379,7 @@ def _retrieve(index, item: Item, books: list[str], options: EvalOptions, visual:
 def _answer(agent, item: Item, books: list[str]) -> dict:
     from agent import AgentInputError
 
-    record = {"id": item.id, "kind": item.kind, "group": item.group, "type": item.type, "file": item.source_file, "book": item.book, "support": item.support}
+    record = _record_of(item)
     if not item.options or not item.answer_letter:
         return record | {"evaluable": False, "reason": "no options or answer letter (open question)"}
     try:
@@ -415,7 +420,7 @@ def _baseline_runs(index, items: list[Item], book_ids: dict[str, str], options: 
         for done, item in enumerate(items):
             if progress:
                 progress(f"baseline {name}", done, len(items))
-            record = {"id": item.id, "kind": item.kind, "group": item.group, "book": item.book, "support": item.support}
+            record = _record_of(item)
             if not item.options or not item.answer_letter:
                 records.append(record | {"evaluable": False, "reason": "no options or answer letter (open question)"})
                 continue
