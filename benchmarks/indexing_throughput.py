@@ -281,7 +281,7 @@ def measure_real_size(pdf: Path, numbers: list[int], settings: Settings, tiny: b
         Qwen2VLImageProcessorPil,
     )
 
-    from rag.encoders.page import PageEncoder
+    from rag.encoders.colpali import ColPaliEncoder
     from rag.models import EncoderInfo
 
     device = "cpu" if tiny else "cuda"
@@ -315,7 +315,7 @@ def measure_real_size(pdf: Path, numbers: list[int], settings: Settings, tiny: b
         dim=model.dim,
         pooling="multivector, MaxSim",
     )
-    encoder = PageEncoder(
+    encoder = ColPaliEncoder(
         model,
         processor,
         info,

@@ -23,6 +23,8 @@ class EncoderInfo(BaseModel):
     revision: str = ""
     dim: int
     pooling: str = ""
+    runtime: Literal["in process", "served"] = "in process"
+    input_format: str = Field("", description="How inputs are formatted for the model (processor, prompts).")
 
 
 class BookRecord(BaseModel):

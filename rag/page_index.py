@@ -12,7 +12,7 @@ import uuid
 from functools import cached_property
 
 from rag.encoders import Encoders, load_encoders
-from rag.models import BookRecord
+from rag.models import BookRecord, EncoderInfo
 from rag.page_images import PageImageStore
 from rag.settings import Settings
 from rag.store import VectorStore, open_store
@@ -60,7 +60,8 @@ class PageIndex:
             self.store.ensure_schema(encoders.vector_specs())
             self.store.put_meta({"version": META_VERSION, "encoders": wanted})
             return
-        built = meta.get("encoders", {})
+        # Normalised through EncoderInfo: an index recorded before a field existed has its default.
+        built = {name: EncoderInfo.model_validate(info).model_dump() for name, info in meta.get("encoders", {}).items()}
         if built != wanted:
             raise EncoderMismatchError(
                 "The index was built with other encoders or vector layouts than the configured ones:\n"
@@ -91,4 +92,8 @@ def describe_encoder_change(built: dict, wanted: dict) -> str:
 def _short(info: dict | None) -> str:
     if info is None:
         return "no such channel"
-    return f"{info['name']} (revision {info.get('revision') or '-'}, dim {info['dim']}, {info.get('pooling') or '-'})"
+    how = ", ".join(filter(None, [info.get("runtime"), info.get("input_format")]))
+    return (
+        f"{info['name']} ({how}; revision {info.get('revision') or '-'}, dim {info['dim']}, "
+        f"{info.get('pooling') or '-'})"
+    )

@@ -27,8 +27,22 @@ class Settings(BaseSettings):
     # --- encoders ------------------------------------------------------------------------
     page_encoder: str = Field(
         "auto",
-        description="ColPali-family page encoder: model name or local path; 'auto' (ColQwen2.5 on GPU, "
-        "ColSmol-256M on CPU, visual channel off if it cannot be loaded) or 'none'.",
+        description="ColPali-family page encoder: model name or local path; 'auto' (in process: ColQwen3 4B on GPU, "
+        "ColModernVBERT on CPU, visual channel off if it cannot be loaded; served: the one model the server lists) "
+        "or 'none'. With page_encoder_url, the name the encoder server serves the model under.",
+    )
+    page_encoder_url: str | None = Field(
+        None,
+        description="Base URL of a vLLM server running the page encoder with `--runner pooling` (e.g. "
+        "http://encoder:8000, or a load balancer in front of several); unset = the encoder runs in process.",
+    )
+    page_encoder_api_key: SecretStr | None = Field(None, description="API key of the page-encoder server.")
+    page_encoder_timeout_s: float = Field(60.0, gt=0, description="Time limit of one page-encoder request, in seconds.")
+    page_encoder_max_retries: int = Field(
+        2, ge=0, description="Retries (with backoff) of a failed page-encoder request; then the batch fails."
+    )
+    page_encoder_concurrency: int = Field(
+        8, ge=1, description="Page-encoder requests in flight at once per process (the server batches them)."
     )
     text_encoder: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2", description="sentence-transformers model name or local path."

@@ -166,18 +166,8 @@ def test_token_pooling_reduces_vectors(tiny_colqwen2_path: Path, page_encoder) -
     assert len(pooling.embed_query_images(PAGES[:1])[0]) == len(full[0])
 
 
-def test_tiny_colqwen2_5_loads_and_embeds(tmp_path: Path) -> None:
-    from rag.encoders.page import load_page_encoder
-    from tests.tiny_models import build_tiny_colqwen2_5
-
-    path = build_tiny_colqwen2_5(tmp_path / "tiny-colqwen2.5")
-    encoder = load_page_encoder(Settings(page_encoder=str(path), device="cpu", page_batch_size=2))
-    _assert_clean(encoder.embed_pages(PAGES[:3]), encoder.info.dim)
-    _assert_clean(encoder.embed_queries(["granuloma?", "a much longer query about lymphoma cells"]), 128)
-
-
 def test_family_detection(tiny_colqwen2_path: Path) -> None:
-    from rag.encoders.page import detect_family
+    from rag.encoders.colpali import detect_family
 
     assert detect_family(str(tiny_colqwen2_path)).name == "colqwen2"
     assert detect_family("vidore/colqwen2.5-v0.2").name == "colqwen2.5"
@@ -192,11 +182,11 @@ def test_page_encoder_none_and_auto_unavailable(caplog: pytest.LogCaptureFixture
     from rag.encoders.page import load_page_encoder
 
     assert load_page_encoder(Settings(page_encoder="none")) is None
-    with caplog.at_level(logging.WARNING, logger="rag.encoders.page"):
+    with caplog.at_level(logging.WARNING, logger="rag.encoders.colpali"):
         assert load_page_encoder(Settings(page_encoder="auto", device="cpu")) is None
-    ours = [r for r in caplog.records if r.name == "rag.encoders.page"]
+    ours = [r for r in caplog.records if r.name == "rag.encoders.colpali"]
     assert len(ours) == 1 and ours[0].levelno == logging.WARNING
-    assert "Visual channel off" in ours[0].getMessage() and "colSmol-256M" in ours[0].getMessage()
+    assert "Visual channel off" in ours[0].getMessage() and "ModernVBERT/colmodernvbert" in ours[0].getMessage()
 
 
 def test_explicit_unloadable_page_model_raises(tmp_path: Path) -> None:
