@@ -5,6 +5,9 @@
   run killed mid-book and started again skips the pages already stored and never duplicates one.
 - A book is searchable only once its record says `complete` (search filters on it).
 - A changed file (same file name, new content) replaces the old book once the new one is complete.
+- The next batch of pages is extracted (render, text layer, OCR) on a worker thread while the current
+  one is encoded and stored, so neither waits for the other; the seconds of each stage are reported.
+- A page-encoder server that fails a batch fails the run with its reason; a rerun resumes the book.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +31,7 @@ import numpy as np
 
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
 from rag.encoders import BM25, TEXT, visual_vectors
+from rag.encoders.served import EncoderServiceError
 from rag.encoders.text import TextEncoder
 from rag.models import BookRecord, PagePoint, PageRecord
 from rag.page_index import PageIndex, page_point_id
@@ -36,6 +42,16 @@ log = logging.getLogger(__name__)
 PAGES_PER_BATCH = 8
 _IMAGE_WORKERS = 2  # threads WebP-encoding the page images of a batch
 Progress = Callable[[int, int], None]  # (pages done, pages in the book)
+StageSeconds = dict[str, float]  # stage name -> seconds spent in it (summed over threads)
+
+
+@contextmanager
+def _timed(seconds: StageSeconds, stage: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] += time.perf_counter() - started
 
 
 @dataclass
@@ -58,6 +74,7 @@ class IndexReport:
     error: str = ""
     replaced: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stage_seconds: StageSeconds = field(default_factory=lambda: defaultdict(float))
 
     @property
     def ok(self) -> bool:
@@ -102,12 +119,34 @@ def index_pdf(
         done = doc.page_count - len(todo)
         if progress:
             progress(done, doc.page_count)
-        for batch in _batches(_extract_all(doc, index.settings, todo, report), PAGES_PER_BATCH):
-            index.store.upsert_pages(encode_pages(index, book, batch))
-            done += len(batch)
-            report.pages_indexed += len(batch)
-            if progress:
-                progress(done + len(report.page_errors), doc.page_count)
+        batch_size = max(PAGES_PER_BATCH, index.settings.page_encoder_concurrency)
+        batches = _batches(_extract_all(doc, index.settings, todo, report), batch_size)
+        times = report.stage_seconds
+
+        def next_batch() -> list[ExtractedPage] | None:
+            with _timed(times, "extract"):
+                return next(batches, None)
+
+        # One worker extracts the next batch while this thread encodes and stores the current one;
+        # leaving the block waits for it, so the document is never closed under it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as extractor:
+            upcoming = extractor.submit(next_batch)
+            while (batch := upcoming.result()) is not None:
+                upcoming = extractor.submit(next_batch)
+                try:
+                    points = encode_pages(index, book, batch, times)
+                except EncoderServiceError as error:
+                    report.error = (
+                        f"{path.name}: {error}. {done} of {doc.page_count} pages are stored; the book stays "
+                        "hidden until a rerun of the same file finishes it"
+                    )
+                    return report
+                with _timed(times, "store"):
+                    index.store.upsert_pages(points)
+                done += len(batch)
+                report.pages_indexed += len(batch)
+                if progress:
+                    progress(done + len(report.page_errors), doc.page_count)
     book.failed_pages = sorted(e.page for e in report.page_errors if e.page is not None)
     book.status = "complete"
     index.store.put_book(book)
@@ -164,18 +203,29 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def encode_pages(index: PageIndex, book: BookRecord, pages: list[ExtractedPage]) -> list[PagePoint]:
+def encode_pages(
+    index: PageIndex, book: BookRecord, pages: list[ExtractedPage], times: StageSeconds | None = None
+) -> list[PagePoint]:
     """Page images stored, every channel's vectors computed; ready to upsert.
 
     The page images are WebP-encoded and written on worker threads (Pillow's encoder releases the
     GIL) while the models run, and the text chunks of all the pages go to the text encoder in one
-    call rather than one call per page (measured in BENCHMARKS.md, "Indexing").
+    call rather than one call per page (measured in BENCHMARKS.md, "Indexing"). `times` gathers the
+    seconds of each stage.
     """
     encoders = index.encoders
+    times = defaultdict(float) if times is None else times
+
+    def put_image(image) -> str:
+        with _timed(times, "page images"):
+            return index.images.put(image)
+
     with ThreadPoolExecutor(max_workers=_IMAGE_WORKERS, thread_name_prefix="page-images") as pool:
-        image_keys = pool.map(index.images.put, [p.image for p in pages])
-        page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
-        text_vectors = _embed_page_chunks(encoders.text, [p.text for p in pages])
+        image_keys = pool.map(put_image, [p.image for p in pages])
+        with _timed(times, "page encoder"):
+            page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
+        with _timed(times, "text encoder"):
+            text_vectors = _embed_page_chunks(encoders.text, [p.text for p in pages])
         image_keys = list(image_keys)
     points = []
     for page, visual, chunk_vectors, image_key in zip(pages, page_vectors, text_vectors, image_keys):

@@ -32,13 +32,16 @@ class CliError(Exception):
 @contextmanager
 def _user_errors() -> Iterator[None]:
     from rag.encoders.devices import EncoderLoadError
+    from rag.encoders.served import EncoderServiceError
     from rag.page_index import EncoderMismatchError
     from rag.search import SearchError
     from rag.store import StoreError
 
     try:
         yield
-    except (CliError, EncoderLoadError, EncoderMismatchError, SearchError, StoreError, KeyError) as error:
+    except (
+        CliError, EncoderLoadError, EncoderServiceError, EncoderMismatchError, SearchError, StoreError, KeyError
+    ) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         console.print(f"[red]error:[/red] {message}", highlight=False)
         raise typer.Exit(2) from None

@@ -37,6 +37,7 @@ from agent import Agent, AgentInputError, ResultEvent
 from agent.api import AgentStopped, StopSignal
 from agent.state import AgentResult, AnswerTokenEvent
 from indexer.jobs import remove_book
+from rag.encoders.served import EncoderServiceError
 from rag.page_index import PageIndex, page_point_id
 from rag.settings import Settings
 from server.auth import AuthError, KeyChecker, Principal
@@ -219,6 +220,11 @@ def _install_errors(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else "request failed"
         return _error(error.status_code, message, "not_found" if error.status_code == 404 else "invalid_request_error")
+
+    @app.exception_handler(EncoderServiceError)
+    async def encoder_unavailable(request: Request, error: EncoderServiceError) -> JSONResponse:
+        log.warning("page encoder failed on %s %s: %s", request.method, request.url.path, error)
+        return _error(503, str(error), "service_unavailable")
 
     @app.exception_handler(TimeoutError)
     async def timeout_error(request: Request, error: TimeoutError) -> JSONResponse:

@@ -118,32 +118,41 @@ def start_vllm(
     port: int | None = None,
     log_path: Path | None = None,
     *,
+    served_name: str = SERVED_MODEL_NAME,
+    runner: str = "generate",
     startup_timeout: float = 180.0,
     extra_args: tuple[str, ...] = (),
 ) -> VllmServer:
     """Starts `python -m vllm.entrypoints.openai.api_server` on `model_dir` and waits until it serves.
 
-    The model is served as `tiny-vlm` on 127.0.0.1 (`port` None: a free one), with a 2048-token context,
-    eager mode (no compilation: faster start), up to 8 images and no video per prompt, Hermes tool
-    calling (`tool_choice="auto"` is accepted; "required" and named functions give arguments that follow
-the tool's JSON schema), and compact JSON from structured outputs (xgrammar, no free whitespace). Raises
-    RuntimeError with the log's tail when the process dies or is not up within `startup_timeout`.
+    The model is served as `served_name` on 127.0.0.1 (`port` None: a free one), with a 2048-token
+    context and eager mode (no compilation: faster start). `runner="generate"` (a chat model): up to 8
+    images and no video per prompt, Hermes tool calling (`tool_choice="auto"` is accepted; "required"
+    and named functions give arguments that follow the tool's JSON schema), and compact JSON from
+    structured outputs (xgrammar, no free whitespace). `runner="pooling"` (a page encoder): float32
+    (vLLM's CPU default is float16) and one image per prompt. Raises RuntimeError with the log's tail
+    when the process dies or is not up within `startup_timeout`.
     """
     port = port or free_port()
     log_path = Path(log_path) if log_path else Path(model_dir).parent / f"vllm-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if runner == "generate":
+        runner_args = [
+            # the template loops over OpenAI-style parts; say so rather than rely on vLLM's detection
+            "--chat-template-content-format", "openai",
+            "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0}),
+            "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+            # compact JSON: allowed whitespace lets a random model emit newlines until max_tokens
+            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+        ]  # fmt: skip
+    else:
+        runner_args = ["--runner", runner, "--dtype", "float32", "--limit-mm-per-prompt", json.dumps({"image": 1})]
     command = [
         str(python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir), "--served-model-name", SERVED_MODEL_NAME,
+        "--model", str(model_dir), "--served-model-name", served_name,
         "--host", "127.0.0.1", "--port", str(port),
         "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager",
-        # the template loops over OpenAI-style parts; say so rather than rely on vLLM's detection
-        "--chat-template-content-format", "openai",
-        "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT, "video": 0}),
-        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-        # compact JSON: allowed whitespace lets a random model emit newlines until max_tokens
-        "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
-        *extra_args,
+        *runner_args, *extra_args,
     ]  # fmt: skip
     started = time.monotonic()
     with open(log_path, "ab") as log:
@@ -151,12 +160,12 @@ the tool's JSON schema), and compact JSON from structured outputs (xgrammar, no 
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=_child_env(), cwd=log_path.parent, start_new_session=True,
         )  # fmt: skip
-    server = VllmServer(process=process, port=port, log_path=log_path)
+    server = VllmServer(process=process, port=port, log_path=log_path, model=served_name)
     try:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"vLLM exited with {process.returncode} before serving:\n{server.log_tail()}")
-            if _serves(server.base_url):
+            if _serves(server.base_url, served_name):
                 break
             if time.monotonic() - started > startup_timeout:
                 raise RuntimeError(f"vLLM was not up after {startup_timeout:.0f} s:\n{server.log_tail()}")
@@ -174,10 +183,10 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _serves(base_url: str) -> bool:
+def _serves(base_url: str, served_name: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
-            return response.status == 200 and SERVED_MODEL_NAME in response.read().decode()
+            return response.status == 200 and served_name in response.read().decode()
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
