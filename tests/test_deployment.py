@@ -45,12 +45,13 @@ def _env(service: dict) -> dict:
 
 def test_compose_services_have_healthchecks(compose):
     services = compose["services"]
-    assert {"qdrant", "vllm", "pathorag", "index"} <= set(services)
-    for name in ("qdrant", "vllm", "pathorag"):
+    assert {"qdrant", "vllm", "encoder", "pathorag", "index"} <= set(services)
+    for name in ("qdrant", "vllm", "encoder", "pathorag"):
         test = services[name].get("healthcheck", {}).get("test")
         assert test, f"{name} has no healthcheck"
     assert "/readyz" in " ".join(services["qdrant"]["healthcheck"]["test"])
     assert "/health" in " ".join(services["vllm"]["healthcheck"]["test"])
+    assert "/health" in " ".join(services["encoder"]["healthcheck"]["test"])
     assert "/healthz" in " ".join(services["pathorag"]["healthcheck"]["test"])
 
 
@@ -58,9 +59,17 @@ def test_compose_images_and_gpu(compose):
     services = compose["services"]
     assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
     assert services["vllm"]["image"].startswith("vllm/vllm-openai:")
-    devices = services["vllm"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any("gpu" in device.get("capabilities", []) for device in devices)
-    assert "--model" in services["vllm"]["command"]
+    for name in ("vllm", "encoder"):  # the GPUs are vLLM's; pathorag's containers need none
+        assert services[name]["image"].startswith("vllm/vllm-openai:")
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any("gpu" in device.get("capabilities", []) for device in devices)
+        assert "--model" in services[name]["command"]
+    for name in ("pathorag", "index"):
+        assert "deploy" not in services[name]
+    # The page encoder runs on vLLM's pooling runner, one page image per request.
+    command = services["encoder"]["command"]
+    assert command[command.index("--runner") + 1] == "pooling"
+    assert '"image": 1' in command[command.index("--limit-mm-per-prompt") + 1]
 
 
 def test_compose_pathorag_points_at_the_other_services(compose):
@@ -77,11 +86,18 @@ def test_compose_pathorag_points_at_the_other_services(compose):
     # The answerer pathorag asks for is the one vLLM serves.
     served = services["vllm"]["command"][services["vllm"]["command"].index("--model") + 1]
     assert _env(services["pathorag"])["PATHORAG_VLM_MODEL"] == served
+    # ...and the page encoder is the encoder service's model, for indexing and searching alike.
+    encoder = services["encoder"]["command"][services["encoder"]["command"].index("--model") + 1]
+    for name in ("pathorag", "index"):
+        env = _env(services[name])
+        assert (env["PATHORAG_PAGE_ENCODER_URL"], env["PATHORAG_PAGE_ENCODER"]) == ("http://encoder:8000", encoder)
 
     depends = services["pathorag"]["depends_on"]
     assert depends["qdrant"]["condition"] == "service_healthy"
     assert depends["vllm"]["condition"] == "service_healthy"
+    assert depends["encoder"]["condition"] == "service_healthy"
     assert services["index"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    assert services["index"]["depends_on"]["encoder"]["condition"] == "service_healthy"
     assert any(str(port).endswith(":8000") for port in services["pathorag"]["ports"])
 
 

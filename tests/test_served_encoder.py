@@ -197,3 +197,26 @@ def test_an_index_built_served_refuses_an_in_process_encoder(tmp_path: Path, ser
     with pytest.raises(EncoderMismatchError, match="index has vidore/colqwen3-test \\(served, vLLM"):
         other.encoders
     other.close()
+
+
+def test_the_http_api_answers_503_with_the_reason_when_the_encoder_is_down(
+    tmp_path: Path, server: PoolingServer, text_encoder
+) -> None:
+    import httpx
+
+    from tests.test_server import USER, start_server
+
+    settings = served_settings(tmp_path, server.url, api_keys="user-key")
+    index = served_index(settings, text_encoder)
+    assert index_pdf(index, long_book(tmp_path)).status == "indexed"
+    url, stop = start_server(settings, index)
+    try:
+        server.stop()
+        response = httpx.post(url + "/v1/ask", json={"question": "What is a granuloma?"}, headers=USER, timeout=60)
+    finally:
+        stop()
+        index.close()
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["type"] == "service_unavailable" and f"page encoder at {server.url}" in error["message"]
