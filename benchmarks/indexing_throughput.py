@@ -8,17 +8,19 @@ Runs the project's own functions on the pages of a real PDF, one stage at a time
   page image    rag.page_images.PageImageStore.put (WebP encode + atomic write)
   text encoder  chunking + MiniLM (rag.encoders.text), per page as indexing does, and all chunks at once
   bm25          rag.encoders.sparse.Bm25Encoder.embed_document
-  page encoder  a tiny random-weight ColQwen2 (tests/tiny_models.py) on CPU, rag.encoders.page.PageEncoder
+  page encoder  a tiny random-weight ColQwen2 (tests/tiny_models.py) on CPU, rag.encoders.colpali.ColPaliEncoder
   upsert        the points of these pages written to a fresh embedded store
   end to end    indexer.jobs.index_pdf on a PDF of just these pages (text channels; + tiny page encoder)
 
-`--real-size` instead measures the page encoder at real size: ColQwen2.5's architecture
-(Qwen2.5-VL-3B backbone, 768 visual tokens per page) with random weights in bf16 on CUDA, fed the
-rendered pages; `--real-size --tiny-config` runs that same code path with a toy config on CPU.
+`--real-size` instead measures the page encoder at real size: ColQwen3's architecture (`--family
+colqwen3`, the Qwen3-VL-4B backbone of tomoro-colqwen3-embed-4b) or ColQwen2.5's (Qwen2.5-VL-3B),
+768 visual tokens per page, with random weights in bf16 on CUDA, fed the rendered pages through
+`rag.encoders.colpali.ColPaliEncoder`; `--real-size --tiny-config` runs that same code path with a
+toy config on CPU.
 
     .venv/bin/python benchmarks/indexing_throughput.py --pages 40
     .venv/bin/python benchmarks/indexing_throughput.py --pdf X.pdf --pages 20 --json out.json
-    .venv/bin/python benchmarks/indexing_throughput.py --real-size --pages 32   # GPU machine
+    .venv/bin/python benchmarks/indexing_throughput.py --real-size --pages 64 --batch 16   # GPU machine
 """
 
 from __future__ import annotations
@@ -273,10 +275,37 @@ def colqwen25_config(tiny: bool):
     return config, tokenizer
 
 
-def measure_real_size(pdf: Path, numbers: list[int], settings: Settings, tiny: bool, batch: int) -> list[dict]:
-    """pages/s of ColQwen2.5 at real size (random bf16 weights, CUDA) through rag's PageEncoder."""
-    from colpali_engine.models import ColQwen2_5, ColQwen2_5_Processor
-    from transformers import Qwen2VLVideoProcessor
+def colqwen3_config(tiny: bool):
+    """ColQwen3's backbone (Qwen3-VL-4B-Instruct's published config, as in tomoro-colqwen3-embed-4b) or,
+    with `tiny`, the tests' toy one."""
+    from transformers import Qwen3VLConfig
+
+    from tests.tiny_models import _qwen3_vision_config, _qwen_text_config, _qwen_token_ids, qwen_tokenizer
+
+    tokenizer = qwen_tokenizer()
+    if tiny:
+        text = _qwen_text_config(tokenizer, rope={"mrope_interleaved": True}, head_dim=16)
+        vision = _qwen3_vision_config(deepstack_visual_indexes=[0])
+    else:  # Qwen/Qwen3-VL-4B-Instruct
+        text = _qwen_text_config(
+            tokenizer, rope={"rope_theta": 5000000.0, "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+            vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+            num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=262144,
+            tie_word_embeddings=True,
+        )  # fmt: skip
+        vision = {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "patch_size": 16,
+                  "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 2560,
+                  "num_position_embeddings": 2304, "deepstack_visual_indexes": [5, 11, 17]}  # fmt: skip
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, **_qwen_token_ids(tokenizer))
+    return config, tokenizer
+
+
+def measure_real_size(
+    pdf: Path, numbers: list[int], settings: Settings, tiny: bool, batch: int, family: str
+) -> list[dict]:
+    """pages/s of ColQwen2.5 or ColQwen3 at real size (random bf16 weights, CUDA) through rag's ColPaliEncoder."""
+    from colpali_engine.models import ColQwen2_5, ColQwen2_5_Processor, ColQwen3, ColQwen3Processor
+    from transformers import Qwen2VLVideoProcessor, Qwen3VLVideoProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
@@ -288,14 +317,20 @@ def measure_real_size(pdf: Path, numbers: list[int], settings: Settings, tiny: b
     dtype = torch.float32 if tiny else torch.bfloat16
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--real-size needs a CUDA GPU (add --tiny-config to run its code path on CPU)")
-    visual_tokens = 64 if tiny else 768  # colqwen2.5-v0.2's processor: max_num_visual_tokens 768
-    config, tokenizer = colqwen25_config(tiny)
-    size = {"shortest_edge": 56 * 56, "longest_edge": visual_tokens * 28 * 28}
-    patches = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
-    processor = ColQwen2_5_Processor(
+    visual_tokens = 64 if tiny else 768  # the processors' max_num_visual_tokens (colqwen2.5-v0.2: 768)
+    if family == "colqwen3":  # 16-pixel patches
+        model_cls, processor_cls, video_cls, patch = ColQwen3, ColQwen3Processor, Qwen3VLVideoProcessor, 16
+        config, tokenizer = colqwen3_config(tiny)
+    else:
+        model_cls, processor_cls, video_cls, patch = ColQwen2_5, ColQwen2_5_Processor, Qwen2VLVideoProcessor, 14
+        config, tokenizer = colqwen25_config(tiny)
+    tile = 2 * patch
+    size = {"shortest_edge": 4 * tile * tile, "longest_edge": visual_tokens * tile * tile}
+    patches = {"patch_size": patch, "temporal_patch_size": 2, "merge_size": 2}
+    processor = processor_cls(
         image_processor=Qwen2VLImageProcessorPil(**patches, size=size),
         tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(**patches, size=dict(size)),
+        video_processor=video_cls(**patches, size=dict(size)),
     )
     config._attn_implementation = "sdpa"
     built = time.perf_counter()
@@ -304,13 +339,13 @@ def measure_real_size(pdf: Path, numbers: list[int], settings: Settings, tiny: b
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            model = ColQwen2_5(config).eval()
+            model = model_cls(config).eval()
     finally:
         torch.set_default_dtype(previous)
     build_s = time.perf_counter() - built
     params = sum(p.numel() for p in model.parameters()) / 1e9
     info = EncoderInfo(
-        name="random ColQwen2.5",
+        name=f"random {family}",
         revision="random",
         dim=model.dim,
         pooling="multivector, MaxSim",
@@ -338,7 +373,7 @@ def measure_real_size(pdf: Path, numbers: list[int], settings: Settings, tiny: b
         torch.cuda.synchronize()
     rows_per_page = statistics.mean(v.shape[0] for v in vectors)
     row = _row(
-        f"page encoder, ColQwen2.5 architecture{' (TINY config)' if tiny else ''}, random weights, "
+        f"page encoder, {family} architecture{' (TINY config)' if tiny else ''}, random weights, "
         f"{str(dtype).removeprefix('torch.')}, {device}",
         timer.seconds, len(images),
         f"{params:.2f} B params, built in {build_s:.0f} s, {rows_per_page:.0f} vectors/page, batch {batch}; "
@@ -388,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ocr-sample", type=int, default=3, help="pages OCRed (forced); 0 = skip OCR")
     parser.add_argument("--no-page-encoder", action="store_true", help="skip the tiny page encoder")
-    parser.add_argument("--real-size", action="store_true", help="ColQwen2.5 at real size, bf16, CUDA")
+    parser.add_argument("--real-size", action="store_true", help="a page encoder at real size, bf16, CUDA")
+    parser.add_argument("--family", choices=["colqwen3", "colqwen2.5"], default="colqwen3",
+                        help="with --real-size: ColQwen3 (Qwen3-VL-4B backbone) or ColQwen2.5 (Qwen2.5-VL-3B)")
     parser.add_argument("--tiny-config", action="store_true", help="with --real-size: toy config on CPU")
     parser.add_argument(
         "--batch",
@@ -408,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.real_size:
         if not args.tiny_config:
             settings = Settings(page_encoder="none", device="cuda")
-        rows = measure_real_size(args.pdf, numbers, settings, args.tiny_config, args.batch)
+        rows = measure_real_size(args.pdf, numbers, settings, args.tiny_config, args.batch, args.family)
     else:
         rows = measure_stages(args.pdf, numbers, settings, args.ocr_sample, not args.no_page_encoder)
     env = environment()

@@ -72,6 +72,7 @@ class IndexReport:
     pages_indexed: int = 0
     page_errors: list[BadPdfError] = field(default_factory=list)
     error: str = ""
+    retryable: bool = False  # failed for a reason outside the book (the page-encoder service): try again later
     replaced: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: StageSeconds = field(default_factory=lambda: defaultdict(float))
@@ -140,6 +141,7 @@ def index_pdf(
                         f"{path.name}: {error}. {done} of {doc.page_count} pages are stored; the book stays "
                         "hidden until a rerun of the same file finishes it"
                     )
+                    report.retryable = True
                     return report
                 with _timed(times, "store"):
                     index.store.upsert_pages(points)

@@ -4,6 +4,8 @@ A job record is written before the upload is acknowledged. On start every job st
 `running` is queued again: `index_pdf` skips the pages already stored, and a book is searchable only
 once complete, so an interrupted job never leaves a half-indexed book visible. Stopping the worker
 interrupts the job at its next page batch; it stays `running` on disk and resumes on the next start.
+A job that fails for a reason outside its book (the page-encoder service down or failing) goes back
+to `queued` with the reason and is tried again after a delay that doubles up to 15 minutes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rag.page_index import PageIndex
 from server.protocol import JobOut
 
 log = logging.getLogger(__name__)
+_MAX_RETRY_DELAY_S = 900.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -125,6 +128,7 @@ class JobWorker:
         index: PageIndex,
         on_pages: Callable[[int], None] = lambda n: None,
         on_finished: Callable[[str], None] = lambda status: None,
+        retry_after_s: float = 30.0,
     ) -> None:
         self.store = store
         self.index = index
@@ -133,6 +137,8 @@ class JobWorker:
         self._thread = threading.Thread(target=self._loop, name="pathorag-indexer", daemon=True)
         self._on_pages = on_pages
         self._on_finished = on_finished
+        self._retry_after_s = retry_after_s
+        self._retries: dict[str, int] = {}  # job id -> retries so far (in memory: a restart retries at once)
         self.current: str | None = None
 
     def start(self) -> None:
@@ -190,6 +196,10 @@ class JobWorker:
                 self.store.update(job_id, pages_done=done, pages_total=total)
 
         report = index_pdf(self.index, path, meta, progress)
+        if report.status == "failed" and report.retryable:
+            self._retry_later(job_id, report.error)
+            return
+        self._retries.pop(job_id, None)
         if report.status == "failed":
             self.store.update(job_id, status="failed", error=report.error, book_id=report.book_id)
             self._on_finished("failed")
@@ -201,6 +211,15 @@ class JobWorker:
             )
             self._on_finished("done")
         shutil.rmtree(path.parent, ignore_errors=True)  # the upload; index_pdf keeps its own copy
+
+    def _retry_later(self, job_id: str, error: str) -> None:
+        retries = self._retries[job_id] = self._retries.get(job_id, 0) + 1
+        delay = min(_MAX_RETRY_DELAY_S, self._retry_after_s * 2 ** (retries - 1))
+        log.warning("indexing job %s: %s; retrying in %.0f s", job_id, error, delay)
+        self.store.update(job_id, status="queued", error=f"{error}; retrying in {delay:.0f} s")
+        timer = threading.Timer(delay, self._queue.put, args=(job_id,))
+        timer.daemon = True
+        timer.start()
 
 
 def _load_meta(text: str) -> dict:

@@ -220,3 +220,78 @@ def test_the_http_api_answers_503_with_the_reason_when_the_encoder_is_down(
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["type"] == "service_unavailable" and f"page encoder at {server.url}" in error["message"]
+
+
+def test_an_upload_job_waits_out_an_encoder_outage_and_then_finishes(
+    tmp_path: Path, server: PoolingServer, text_encoder
+) -> None:
+    import shutil
+    import time
+
+    from server.jobs import JobStore, JobWorker
+
+    settings = served_settings(tmp_path, server.url)
+    index = served_index(settings, text_encoder)
+    upload = tmp_path / "uploads" / "job" / "long.pdf"
+    upload.parent.mkdir(parents=True)
+    shutil.copy(long_book(tmp_path), upload)
+    store = JobStore(tmp_path / "jobs.sqlite")
+    worker = JobWorker(store, index, retry_after_s=0.5)
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+
+    def wait_for(condition) -> None:
+        deadline = time.monotonic() + 120
+        while not condition(store.get(job.job_id)):
+            assert time.monotonic() < deadline, store.get(job.job_id)
+            time.sleep(0.2)
+
+    job = store.create("long.pdf", upload)
+    worker.start()
+    worker.submit(job.job_id)
+    try:
+        wait_for(lambda j: j.status == "queued" and "unreachable" in j.error and "retrying in" in j.error)
+        assert upload.exists()  # kept for the retry
+        with PoolingServer(port=port):
+            wait_for(lambda j: j.status == "done")
+    finally:
+        worker.stop()
+        store.close()
+    assert [book.page_count for book in index.complete_books()] == [BOOK_PAGES]
+    index.close()
+
+
+def test_the_cli_reports_an_outage_exits_nonzero_and_a_rerun_resumes(
+    tmp_path: Path, server: PoolingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pathorag.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    env = {"PATHORAG_DATA_DIR": str(tmp_path / "data"), "PATHORAG_OCR": "false", "PATHORAG_RENDER_DPI": "72",
+           "PATHORAG_PAGE_ENCODER_URL": server.url, "PATHORAG_PAGE_ENCODER_MAX_RETRIES": "0",
+           "PATHORAG_PAGE_ENCODER_CONCURRENCY": "1", "COLUMNS": "250"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    pdf = long_book(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args))
+        return result.exit_code, " ".join((result.stdout + result.stderr).split())
+
+    server.faults.fail_after = 1 + 8  # the probe, then the first batch
+    code, output = run("index", "add", str(pdf))
+    assert code == 1
+    assert f"failed long.pdf: page encoder at {server.url}/pooling: HTTP 500" in output
+    assert f"8 of {BOOK_PAGES} pages are stored" in output
+
+    server.faults.fail_after = None
+    code, output = run("index", "add", str(pdf))
+    assert code == 0 and "indexed: long.pdf" in output and f"{BOOK_PAGES - 8} pages" in output
+
+    monkeypatch.setenv("PATHORAG_PAGE_ENCODER_URL", f"http://127.0.0.1:{free_port()}")
+    assert run("index", "list")[0] == 0  # listing needs no encoder
+    code, output = run("search", "granuloma")
+    assert code == 2 and "error:" in output and "unreachable" in output

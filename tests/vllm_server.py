@@ -120,6 +120,7 @@ def start_vllm(
     *,
     served_name: str = SERVED_MODEL_NAME,
     runner: str = "generate",
+    dtype: str = "float32",
     startup_timeout: float = 180.0,
     extra_args: tuple[str, ...] = (),
 ) -> VllmServer:
@@ -129,8 +130,8 @@ def start_vllm(
     context and eager mode (no compilation: faster start). `runner="generate"` (a chat model): up to 8
     images and no video per prompt, Hermes tool calling (`tool_choice="auto"` is accepted; "required"
     and named functions give arguments that follow the tool's JSON schema), and compact JSON from
-    structured outputs (xgrammar, no free whitespace). `runner="pooling"` (a page encoder): float32
-    (vLLM's CPU default is float16) and one image per prompt. Raises RuntimeError with the log's tail
+    structured outputs (xgrammar, no free whitespace). `runner="pooling"` (a page encoder): `dtype`
+    (float32 by default; vLLM's CPU default is float16) and one image per prompt. Raises RuntimeError with the log's tail
     when the process dies or is not up within `startup_timeout`.
     """
     port = port or free_port()
@@ -146,7 +147,7 @@ def start_vllm(
             "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
         ]  # fmt: skip
     else:
-        runner_args = ["--runner", runner, "--dtype", "float32", "--limit-mm-per-prompt", json.dumps({"image": 1})]
+        runner_args = ["--runner", runner, "--dtype", dtype, "--limit-mm-per-prompt", json.dumps({"image": 1})]
     command = [
         str(python), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_dir), "--served-model-name", served_name,

@@ -88,7 +88,12 @@ class PoolingClient:
         self.base_url = settings.page_encoder_url.rstrip("/").removesuffix("/v1")
         key = settings.page_encoder_api_key
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=settings.page_encoder_timeout_s)
+        # Idle connections are dropped before vLLM's server (uvicorn, 5 s keep-alive) closes them, so a
+        # request never goes out on a connection the server is closing.
+        limits = httpx.Limits(max_connections=settings.page_encoder_concurrency + 2, keepalive_expiry=2.0)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=settings.page_encoder_timeout_s, limits=limits
+        )
         self._retries = settings.page_encoder_max_retries
 
     def models(self) -> list[dict]:
@@ -166,7 +171,9 @@ def _decode(content: bytes, item: dict, dim: int | None) -> np.ndarray:
 
 def _data_url(image: Image.Image) -> str:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")  # lossless: the server sees the pixels we rendered
+    # Lossless, so the server sees the pixels we rendered; zlib level 1 encodes a 2 MP page in half the
+    # time of the default (about 40 ms against 85 ms) for a file 6 % larger.
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
