@@ -4,8 +4,10 @@ One `Agent` serves many questions, from many threads at once: it holds the page 
 clients (with one shared concurrency limit) and, once a conversation thread is used, the checkpointer.
 Questions and images are never logged unless `agent_log_content` is on.
 
-A caller that must bound a run (an HTTP request's time limit, a client that went away) passes a
-`StopSignal` and/or `time_limit_s`: the run then raises `AgentStopped` at its next step, and no model
+Per-run options go with the run, never into a new `Agent` (which would bring its own model clients
+and escape the shared concurrency limit): `top_k` (pages kept per sub-query) and `max_turns`
+(search rounds). A caller that must bound a run (an HTTP request's time limit, a client that went
+away) passes a `StopSignal` and/or `time_limit_s`: the run then raises `AgentStopped` at its next step, and no model
 call starts after the stop or runs past the limit. An `Observer` hears of every model call and search
 (metrics).
 """
@@ -17,6 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import TypeAdapter, ValidationError
 
 from agent.errors import AgentConfigError, AgentInputError
 from agent.graph import build_graph
@@ -100,16 +105,20 @@ class Agent:
         books: Sequence[str] = (),
         organ_systems: Sequence[str] = (),
         *,
+        top_k: int | None = None,
+        max_turns: int | None = None,
         stop: StopSignal | None = None,
         time_limit_s: float | None = None,
     ) -> AgentResult:
         """Answer one question. Raises `AgentInputError` for unusable input; model faults end in warnings.
 
-        `stop` / `time_limit_s` end the run early with `AgentStopped` (see the module's docstring).
+        `top_k` / `max_turns` override the settings for this run; `stop` / `time_limit_s` end it early
+        with `AgentStopped` (see the module's docstring).
         """
         events = self.stream(
-            question, images, choices, thread_id, books, organ_systems, stop=stop, time_limit_s=time_limit_s
-        )
+            question, images, choices, thread_id, books, organ_systems,
+            top_k=top_k, max_turns=max_turns, stop=stop, time_limit_s=time_limit_s,
+        )  # fmt: skip
         for event in events:
             if isinstance(event, ResultEvent):
                 return event.result
@@ -124,6 +133,8 @@ class Agent:
         books: Sequence[str] = (),
         organ_systems: Sequence[str] = (),
         *,
+        top_k: int | None = None,
+        max_turns: int | None = None,
         stop: StopSignal | None = None,
         time_limit_s: float | None = None,
     ) -> Iterator[StreamEvent]:
@@ -135,27 +146,28 @@ class Agent:
         """
         started = time.monotonic()
         limit = started + time_limit_s if time_limit_s is not None else float("inf")
-        question, choices = _check_text(self.settings, question, choices)
+        settings = _run_settings(self.settings, top_k=top_k, max_turns=max_turns)
+        question, choices = _check_text(settings, question, choices)
         context = RunContext(
-            settings=self.settings,
+            settings=settings,
             index=self.index,
             router=self.router,
             answerer=self.answerer,
             images=self._load_images(images),
             books=self._check_books(books),
             organ_systems=[name for name in organ_systems if name],
-            deadline=min(started + self.settings.agent_max_seconds, limit),
+            deadline=min(started + settings.agent_max_seconds, limit),
         )
         if stop is not None:
             stop._attach(context)
-        graph, config = self._graph, {"recursion_limit": 4 * self.settings.agent_max_turns + 10}
+        graph, config = self._graph, {"recursion_limit": 4 * settings.agent_max_turns + 10}
         if thread_id is not None:
             if not thread_id or len(thread_id) > MAX_THREAD_ID_CHARS:
                 raise AgentInputError(f"a thread id has 1 to {MAX_THREAD_ID_CHARS} characters")
             graph = self._thread_graph()
             config["configurable"] = {"thread_id": thread_id}
         log.debug("question: %d chars, %d images, %d choices", len(question), len(context.images), len(choices))
-        if self.settings.agent_log_content:
+        if settings.agent_log_content:
             log.info("question: %s", question)
         inputs = _fresh_state(question, choices, self.answerer is not None)
         return self._events(graph, config, inputs, context, started, thread_id, stop, limit)
@@ -222,6 +234,26 @@ class Agent:
             if unknown:
                 raise AgentInputError(f"unknown book id(s): {', '.join(unknown)}")
         return books
+
+
+# per-run option -> the setting it overrides for that run
+_RUN_OPTIONS = {"top_k": "agent_pages_per_query", "max_turns": "agent_max_turns"}
+
+
+def _run_settings(settings: Settings, **options: int | None) -> Settings:
+    """The settings of one run: its `options` (None = the setting's own value), checked against the
+    bounds the settings declare."""
+    update = {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        name = _RUN_OPTIONS[option]
+        field = Settings.model_fields[name]
+        try:
+            update[name] = TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+        except ValidationError as error:
+            raise AgentInputError(f"{option}: {error.errors()[0]['msg']}") from None
+    return settings.model_copy(update=update) if update else settings
 
 
 def _check_text(settings: Settings, question: str, choices: Sequence[str]) -> tuple[str, list[str]]:

@@ -381,18 +381,6 @@ class _Question:
         self.images = images
 
 
-def _agent_for(services: Services, top_k: int | None, max_turns: int | None) -> tuple[Agent, bool]:
-    """The shared agent, or a short-lived one with per-request overrides (it shares the index)."""
-    if top_k is None and max_turns is None:
-        return services.agent, False
-    update = {}
-    if top_k is not None:
-        update["agent_pages_per_query"] = top_k
-    if max_turns is not None:
-        update["agent_max_turns"] = max_turns
-    return Agent(services.settings.model_copy(update=update), services.index, observer=services.metrics.observer()), True
-
-
 async def _parse_ask(request: Request, services: Services) -> _Question:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form-urlencoded"):
@@ -447,12 +435,14 @@ def _add_ask_routes(app: FastAPI, services: Services) -> None:
     async def ask(request: Request, principal: Principal = user):
         question = await _parse_ask(request, services)
         ask = question.request
-        agent, temporary = _agent_for(services, ask.top_k, ask.max_turns)
-        args = (ask.question, question.images, ask.choices, ask.thread_id, ask.books, ask.organ_systems)
+        run_args = dict(
+            question=ask.question, images=question.images, choices=ask.choices, thread_id=ask.thread_id,
+            books=ask.books, organ_systems=ask.organ_systems, top_k=ask.top_k, max_turns=ask.max_turns,
+        )  # fmt: skip
         if ask.stream:
-            run = await _start_stream(services, agent, temporary, args)
+            run = await _start_stream(services, run_args)
             return EventSourceResponse(_ask_events(run))
-        return _ask_response(await _answer(services, agent, temporary, args))
+        return _ask_response(await _answer(services, run_args))
 
 
 # --- running the agent -----------------------------------------------------------------------------
@@ -462,35 +452,27 @@ def _add_ask_routes(app: FastAPI, services: Services) -> None:
 _TIMEOUT_MESSAGE = "the question took longer than the server's time limit (request_timeout_s)"
 
 
-def _run_in_thread(services: Services, agent: Agent, temporary: bool, args: tuple, stop: StopSignal) -> AgentResult:
+def _run_in_thread(services: Services, run_args: dict, stop: StopSignal) -> AgentResult:
     services.metrics.agent_runs.inc()
     try:
-        return agent.run(*args, stop=stop, time_limit_s=services.settings.request_timeout_s)
+        return services.agent.run(**run_args, stop=stop, time_limit_s=services.settings.request_timeout_s)
     finally:
         services.metrics.agent_runs.dec()
-        if temporary:
-            agent.close()
 
 
-def _question_slot(services: Services, agent: Agent, temporary: bool) -> Callable[[], None]:
-    """A slot for one question (its release function); a refused question's short-lived agent is closed."""
-    try:
-        return services.question_slots.take()
-    except ApiError:
-        if temporary:
-            agent.close()
-        raise
+async def _answer(services: Services, run_args: dict) -> AgentResult:
+    """One answer within the request's time limit (TimeoutError -> 504 beyond it).
 
-
-async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple) -> AgentResult:
-    """One answer within the request's time limit (TimeoutError -> 504 beyond it)."""
-    release = _question_slot(services, agent, temporary)
+    `run_args` are `Agent.run`'s arguments: every request runs on the one shared agent, so the
+    model-call limit (`vlm_concurrency`) holds across all of them.
+    """
+    release = services.question_slots.take()
     stop = StopSignal()
     started = time.perf_counter()
     try:
         with anyio.fail_after(services.settings.request_timeout_s + 1.0):  # the agent stops itself at the limit
             result = await anyio.to_thread.run_sync(
-                partial(_run_in_thread, services, agent, temporary, args, stop), abandon_on_cancel=True
+                partial(_run_in_thread, services, run_args, stop), abandon_on_cancel=True
             )
     except (AgentStopped, TimeoutError):
         services.metrics.agent_stopped.labels("timeout").inc()
@@ -505,10 +487,8 @@ async def _answer(services: Services, agent: Agent, temporary: bool, args: tuple
 class _StreamedRun:
     """An agent run whose events are pulled from worker threads as a client reads them."""
 
-    def __init__(
-        self, services: Services, agent: Agent, temporary: bool, events: Iterator, stop: StopSignal, release: Callable[[], None]
-    ) -> None:
-        self.services, self.agent, self.temporary, self.stop, self.release = services, agent, temporary, stop, release
+    def __init__(self, services: Services, events: Iterator, stop: StopSignal, release: Callable[[], None]) -> None:
+        self.services, self.stop, self.release = services, stop, release
         self.events = self._counted(events)
         self.started = time.perf_counter()
         self.finished = False
@@ -544,23 +524,19 @@ class _StreamedRun:
         while self.events.gi_running:  # a step still in flight (it ends soon: the run is stopped)
             time.sleep(0.02)
         self.events.close()
-        if self.temporary:
-            self.agent.close()
 
 
-async def _start_stream(services: Services, agent: Agent, temporary: bool, args: tuple) -> _StreamedRun:
-    release = _question_slot(services, agent, temporary)
+async def _start_stream(services: Services, run_args: dict) -> _StreamedRun:
+    release = services.question_slots.take()
     stop = StopSignal()
     try:  # bad input raises here, before any event
         events = await run_in_threadpool(
-            partial(agent.stream, *args, stop=stop, time_limit_s=services.settings.request_timeout_s)
+            partial(services.agent.stream, **run_args, stop=stop, time_limit_s=services.settings.request_timeout_s)
         )
     except BaseException:
         release()
-        if temporary:
-            agent.close()
         raise
-    return _StreamedRun(services, agent, temporary, events, stop, release)
+    return _StreamedRun(services, events, stop, release)
 
 
 def _error_event(message: str, type_: str) -> dict:
@@ -765,11 +741,11 @@ def _add_openai_routes(app: FastAPI, services: Services) -> None:
         if len(asked.images) > settings.agent_max_images:
             raise AgentInputError(f"{len(asked.images)} images given; at most {settings.agent_max_images} are accepted")
         images = [await run_in_threadpool(image_bytes, ref, settings, f"image {n}") for n, ref in enumerate(asked.images, 1)]
-        args = (asked.question, images)
+        run_args = dict(question=asked.question, images=images)
         if body.stream:
-            run = await _start_stream(services, services.agent, False, args)
+            run = await _start_stream(services, run_args)
             return EventSourceResponse(_chat_stream(run, completion_id, model, include_usage))
-        result = await _answer(services, services.agent, False, args)
+        result = await _answer(services, run_args)
         citations = _citations(result)
         return _completion(completion_id, model, answer_text(result, citations), citations, _usage(result))
 

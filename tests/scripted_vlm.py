@@ -4,7 +4,7 @@ Each POST to /v1/chat/completions takes the next reply of the script: a dict (se
 a str (sent verbatim), `Slow(seconds, reply)`, `Refusal(text)` or `Status(code)`. An exhausted
 script answers HTTP 500 so a test that calls the model more often than planned fails loudly.
 A request with `"stream": true` gets the same reply as server-sent chunks of a few characters
-(`chunk_delay` seconds apart).
+(`chunk_delay` seconds apart). `max_in_flight` is the most requests it was answering at once.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class ScriptedVLM:
         self.requests: list[dict] = []
         self.usage = (100, 20)
         self.chunk_delay = 0.0
+        self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -55,6 +56,7 @@ class ScriptedVLM:
             self.replies = list(replies)
             self.requests = []
             self.usage = usage
+            self.in_flight = self.max_in_flight = 0
 
     def close(self) -> None:
         self._server.shutdown()
@@ -73,6 +75,16 @@ class ScriptedVLM:
                 pass
 
             def do_POST(self) -> None:
+                with vlm._lock:
+                    vlm.in_flight += 1
+                    vlm.max_in_flight = max(vlm.max_in_flight, vlm.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with vlm._lock:
+                        vlm.in_flight -= 1
+
+            def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 reply = vlm._next(body)
                 if isinstance(reply, Slow):

@@ -251,3 +251,23 @@ def test_questions_beyond_the_limit_get_503_with_retry_after(serve, vlm):
         assert first.result().status_code == 200
         # The slot is free again once the first answer is done.
         assert client.post(url + "/v1/ask", headers=USER, json={"question": QUESTION}).status_code == 200
+
+
+def test_per_request_options_share_the_model_call_limit(serve, vlm):
+    """`top_k` / `max_turns` go with the run: such requests use the one shared agent, so model calls
+    in flight never exceed `vlm_concurrency` however many of them arrive at once."""
+    url = serve(vlm_concurrency=2)
+    questions = 6
+    vlm.script(*[Slow(0.4, reply) for _ in range(questions) for reply in (plan("Reed-Sternberg cells"), inspection(), answer())])
+    body = {"question": QUESTION, "top_k": 3, "max_turns": 1}
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(questions) as pool:
+        replies = list(pool.map(lambda _: client.post(url + "/v1/ask", headers=USER, json=body), range(questions)))
+
+    assert all(reply.status_code == 200 for reply in replies), [reply.text for reply in replies]
+    assert vlm.max_in_flight == 2  # all six questions were answered, never more than two calls at once
+
+
+def test_per_request_options_are_checked(serve, vlm):
+    url = serve()
+    reply = httpx.post(url + "/v1/ask", headers=USER, json={"question": QUESTION, "top_k": 0}, timeout=30)
+    assert reply.status_code == 422 and "top_k" in reply.json()["error"]["message"]
