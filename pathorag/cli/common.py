@@ -1,0 +1,107 @@
+"""What every `pathorag` command shares: the consoles, user-facing errors, settings, progress bars."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+import rag  # noqa: F401  (torch/torchvision compatibility before any model library is imported)
+from rag.settings import Settings
+
+console = Console(stderr=True)  # messages, progress, errors
+out = Console()  # results
+
+
+class CliError(Exception):
+    """An error whose message is all the user needs."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors the user can act on end the command with their message and exit code 2."""
+    from rag.encoders.devices import EncoderLoadError
+    from rag.encoders.served import EncoderServiceError
+    from rag.page_index import EncoderMismatchError
+    from rag.search import SearchError
+    from rag.store import StoreError
+
+    try:
+        yield
+    except (
+        CliError, EncoderLoadError, EncoderServiceError, EncoderMismatchError, SearchError, StoreError, KeyError
+    ) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        console.print(f"[red]error:[/red] {message}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def load_settings() -> Settings:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return Settings()
+
+
+def progress_bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def page_progress(progress: Progress, description: str):
+    task = progress.add_task(description, total=None, rate="")
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+        speed = progress.tasks[task].speed
+        progress.update(task, rate=f"{speed:.2f} pages/s" if speed else "")
+
+    return update
+
+
+def print_report(report) -> None:
+    if report.status == "failed":
+        console.print(f"[red]failed[/red] {report.error}", highlight=False)
+        return
+    line = f"{report.status}: {report.path.name} (book {report.book_id}"
+    line += f", {report.pages_indexed} pages in {report.seconds:.1f} s)" if report.pages_indexed else ")"
+    console.print(line, highlight=False)
+    for error in report.page_errors:
+        console.print(f"[red]page skipped[/red] {error}", highlight=False)
+    for old in report.replaced:
+        console.print(f"replaced the older version of this file (book {old})", highlight=False)
+
+
+def resolve_book(index, ref: str) -> str:
+    """A book id, a unique id prefix, or the file name it was indexed from."""
+    books = index.store.list_books()
+    matches = [b for b in books if b.book_id == ref] or [
+        b for b in books if b.book_id.startswith(ref) or b.source_name == ref
+    ]
+    if len(matches) != 1:
+        reason = "no book matches" if not matches else "several books match"
+        raise CliError(f"{reason} {ref!r}; see `pathorag index list`")
+    return matches[0].book_id
+
+
+def load_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise CliError(f"{path}: not a readable image ({error})") from None
