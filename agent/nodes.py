@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from langgraph.config import get_stream_writer
@@ -40,7 +39,7 @@ from agent.state import (
 from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUnavailable
 from rag.models import PageHit
 from rag.page_index import PageIndex
-from rag.search import SearchError, SearchQuery, embed_text_queries, search_pages
+from rag.search import SearchQuery, SearchResult, search_many
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,15 +163,13 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
     if not visual and any(query["use_image"] for query in queries) and ctx.images:
         warnings.append("the index has no page-image channel, so the image was not used to search")
     searches = [_search_query(ctx, state["organ_systems"], query, visual) for query in queries]
-    embed_text_queries(ctx.index, searches)
-    workers = min(ctx.settings.agent_search_concurrency, max(1, len(searches)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-search") as pool:
-        outcomes = list(pool.map(lambda search: _search(ctx, search), searches))
+    outcomes = _search_round(ctx, searches)
 
     pages = {ref: dict(page) for ref, page in state["pages"].items()}
     by_location = {(page["book_id"], page["page"]): ref for ref, page in pages.items()}
     events = []
-    for query, search, (hits, error, seconds) in zip(queries, searches, outcomes):
+    for query, search, outcome in zip(queries, searches, outcomes):
+        hits, error = outcome.hits, outcome.error
         if error:
             warnings.append(f"search {query['text'][:60]!r} failed: {error}")
         refs = [_merge(pages, by_location, hit, query["text"]) for hit in hits]
@@ -187,7 +184,7 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
                     for ref, h in zip(refs, hits)
                 ],
                 error=error,
-                seconds=round(seconds, 4),
+                seconds=round(outcome.seconds, 4),
             )
         )
     return {
@@ -211,23 +208,19 @@ def _search_query(ctx: RunContext, organ_systems: list[str], query: Query, visua
     )
 
 
-def _search(ctx: RunContext, query: SearchQuery) -> tuple[list[PageHit], str, float]:
-    """(hits, error, seconds)."""
-    started = time.monotonic()
-    hits, error = _search_once(ctx, query)
-    return hits, error, time.monotonic() - started
-
-
-def _search_once(ctx: RunContext, query: SearchQuery) -> tuple[list[PageHit], str]:
-    try:
-        hits = search_pages(ctx.index, query)
-        if not hits and query.organ_systems and query.organ_systems != ctx.organ_systems:
-            # The router's organ-system guess found nothing: search everywhere the user allowed.
-            query.organ_systems = list(ctx.organ_systems)
-            hits = search_pages(ctx.index, query)
-        return hits, ""
-    except SearchError as error:
-        return [], str(error)
+def _search_round(ctx: RunContext, searches: list[SearchQuery]) -> list[SearchResult]:
+    """The round's searches at once; a search that found nothing within the router's organ-system
+    guess is run again over every organ system the user allowed."""
+    workers = ctx.settings.agent_search_concurrency
+    results = search_many(ctx.index, searches, workers)
+    again = [n for n, (search, result) in enumerate(zip(searches, results))
+             if not result.hits and not result.error and search.organ_systems and search.organ_systems != ctx.organ_systems]  # fmt: skip
+    for n in again:
+        searches[n].organ_systems = list(ctx.organ_systems)
+    for n, retried in zip(again, search_many(ctx.index, [searches[n] for n in again], workers) if again else []):
+        retried.seconds += results[n].seconds
+        results[n] = retried
+    return results
 
 
 def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: str) -> str:

@@ -14,13 +14,19 @@ by how far its best score stands above its list (the top score's z-score): a cha
 winner for this question counts more than one with a flat list, whatever the book. `weighted` uses
 the configured weights alone, `rrf` reciprocal ranks. A page missing from a channel's list takes
 that list's lowest score, a bound on what it would have had.
+
+`search_pages` answers one query; `search_many` answers several at once (an agent's round): their
+texts embedded in one encoder call per channel, the catalog of books read once, the lookups on
+worker threads, and each query's failure reported beside the others' results.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +34,7 @@ from PIL import Image
 
 from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT
 from rag.encoders.multivector import FixedDimensionalEncoder
-from rag.models import OUTSIDE_BODY_PAGES, PageHit, SparseVector
+from rag.models import OUTSIDE_BODY_PAGES, BookRecord, PageHit, SparseVector
 from rag.page_index import PageIndex
 from rag.settings import Settings
 from rag.encoders.sparse import merge_weighted
@@ -62,22 +68,53 @@ class SearchQuery:
     top_k: int | None = None
     channels: tuple[str, ...] | None = None  # None: every channel the query and the index allow
     all_pages: bool = False  # False: front matter, contents and index pages are left out
-    # Text embeddings computed beforehand by `embed_text_queries` (channel -> vector(s)).
-    embedded: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class SearchResult:
+    """One query's outcome in `search_many`: its pages, or why it could not be served."""
+
+    hits: list[PageHit]
+    error: str = ""  # a SearchError's message
+    seconds: float = 0.0  # the query's own lookups (the shared embedding call excluded)
+
+
+Embedded = dict[str, np.ndarray]  # channel -> the query text's vector(s), computed ahead
 
 
 def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
-    """The best pages for a text and/or image query, best first."""
+    """The best pages for a text and/or image query, best first. Raises SearchError."""
+    return _search(index, query, {}, index.store.list_books())
+
+
+def search_many(index: PageIndex, queries: Sequence[SearchQuery], workers: int = 1) -> list[SearchResult]:
+    """The results of several queries, in order; a query that cannot be served gets its error."""
+    books = index.store.list_books()
+    embedded = _embed_texts(index, queries)
+
+    def run(position: int) -> SearchResult:
+        started = time.monotonic()
+        try:
+            hits, error = _search(index, queries[position], embedded[position], books), ""
+        except SearchError as exc:
+            hits, error = [], str(exc)
+        return SearchResult(hits, error, time.monotonic() - started)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(queries))), thread_name_prefix="search") as pool:
+        return list(pool.map(run, range(len(queries))))
+
+
+def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: list[BookRecord]) -> list[PageHit]:
     settings = index.settings
     top_k = query.top_k or settings.top_k
     channels = _channels(index, query)
-    page_filter = _page_filter(index, query)
+    page_filter = _page_filter(query, books)
     if page_filter is None:
         return []
     rankings = {}
     for name in channels:
-        channel_query = _channel_query(index, query, name, _channel_limit(settings, name, top_k), page_filter)
-        rankings[name] = index.store.search(channel_query, page_filter)
+        limit = _channel_limit(settings, name, top_k)
+        rankings[name] = index.store.search(_channel_query(index, query, embedded, name, limit, page_filter), page_filter)
     fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
     records = index.store.get_pages([point_id for point_id, _ in fused])
     hits = []
@@ -135,26 +172,28 @@ def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
     return usable
 
 
-def embed_text_queries(index: PageIndex, queries: Sequence[SearchQuery]) -> None:
-    """Embed the texts of several queries in one encoder call per channel (an agent round's
-    sub-queries), which costs far less than one call per query; `search_pages` then uses them."""
+def _embed_texts(index: PageIndex, queries: Sequence[SearchQuery]) -> list[Embedded]:
+    """The texts of several queries embedded in one encoder call per channel, which costs far less
+    than one call per query."""
+    embedded: list[Embedded] = [{} for _ in queries]
     encoders = {"text": index.encoders.text, "page": index.encoders.page}
     for channel, encoder in encoders.items():
-        wanted = [q for q in queries if q.text.strip() and (q.channels is None or channel in q.channels)]
+        wanted = [n for n, q in enumerate(queries) if q.text.strip() and (q.channels is None or channel in q.channels)]
         if encoder is None or not wanted:
             continue
-        texts = [q.text for q in wanted]
+        texts = [queries[n].text for n in wanted]
         vectors = encoder.embed_documents(texts) if channel == "text" else encoder.embed_queries(texts)
-        for query, vector in zip(wanted, vectors):
-            query.embedded[channel] = vector
+        for n, vector in zip(wanted, vectors):
+            embedded[n][channel] = vector
+    return embedded
 
 
-def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
+def _page_filter(query: SearchQuery, books: list[BookRecord]) -> PageFilter | None:
     """Only books whose indexing completed are searchable, and only their body pages unless the query
     asks for all pages. None: nothing can match."""
-    complete = {book.book_id for book in index.complete_books()}
+    complete = {book.book_id for book in books if book.status == "complete"}
     if query.books:
-        unknown = set(query.books) - {book.book_id for book in index.store.list_books()}
+        unknown = set(query.books) - {book.book_id for book in books}
         if unknown:
             raise SearchError(f"unknown book id(s): {', '.join(sorted(unknown))}")
         complete &= set(query.books)
@@ -165,16 +204,16 @@ def _page_filter(index: PageIndex, query: SearchQuery) -> PageFilter | None:
 
 
 def _channel_query(
-    index: PageIndex, query: SearchQuery, channel: str, limit: int, page_filter: PageFilter
+    index: PageIndex, query: SearchQuery, embedded: Embedded, channel: str, limit: int, page_filter: PageFilter
 ) -> ChannelQuery:
     encoders = index.encoders
     if channel == "bm25":
         return ChannelQuery(BM25, _lexical_query(index, query.text, page_filter), limit)
     if channel == "text":
-        vector = query.embedded.get("text")
+        vector = embedded.get("text")
         return ChannelQuery(TEXT, (encoders.text.embed_query(query.text) if vector is None else vector)[None, :], limit)
     if channel == "page":
-        vectors = query.embedded.get("page")
+        vectors = embedded.get("page")
         if vectors is None:
             vectors = encoders.page.embed_queries([query.text])[0]
     else:

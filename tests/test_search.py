@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
 from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE
-from rag.search import SearchError, SearchQuery, embed_text_queries, fuse, peakedness, search_pages, visual_query
+from rag.search import SearchError, SearchQuery, fuse, peakedness, search_many, search_pages, visual_query
 from rag.settings import Settings
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from tests import pdf_factory
@@ -404,19 +404,25 @@ def test_query_expansion_is_skipped_when_the_books_use_the_query_words(library: 
     assert set(sparse.embed_query("haemorrhage").indices) <= set(expanded.indices)
 
 
-def test_queries_embedded_together_search_as_one_by_one(visual_library: Library) -> None:
-    """An agent round embeds its sub-queries in one call per encoder; the hits are those of separate searches."""
+def test_queries_searched_together_match_one_by_one(visual_library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent round's sub-queries go to `search_many`: one encoder call per channel for all their
+    texts, each query's hits those of its own search, and a query that cannot be served reports why."""
+    index = visual_library.index
     texts = ["Reed-Sternberg cells with owl-eye nucleoli", "crescents in Bowman space", "caseating granuloma"]
-    batched = [SearchQuery(text=text, top_k=5) for text in texts]
-    embed_text_queries(visual_library.index, batched)
-    assert all(set(query.embedded) == {"text", "page"} for query in batched)
-    assert batched[0].embedded["page"].ndim == 2 and batched[0].embedded["text"].ndim == 1
-    for text, query in zip(texts, batched):
-        alone = search_pages(visual_library.index, SearchQuery(text=text, top_k=5))
-        together = search_pages(visual_library.index, query)
-        assert [(h.book_id, h.page) for h in together] == [(h.book_id, h.page) for h in alone]
-        assert [h.score for h in together] == pytest.approx([h.score for h in alone], rel=1e-3)
-    # A query limited to the text channels gets no page-encoder embedding.
-    text_only = [SearchQuery(text=texts[0], channels=("bm25", "text"))]
-    embed_text_queries(visual_library.index, text_only)
-    assert set(text_only[0].embedded) == {"text"}
+    calls: dict[str, list[list[str]]] = {"text": [], "page": []}
+    for channel, encoder, method in (("text", index.encoders.text, "embed_documents"), ("page", index.encoders.page, "embed_queries")):
+        original = getattr(encoder, method)
+        monkeypatch.setattr(encoder, method, lambda batch, original=original, channel=channel: calls[channel].append(list(batch)) or original(batch))
+
+    queries = [SearchQuery(text=text, top_k=5) for text in texts]
+    queries += [SearchQuery(text=texts[0], channels=("bm25", "text")), SearchQuery(text="x", books=["no-such-book"])]
+    results = search_many(index, queries, workers=3)
+
+    assert calls["text"] == [[*texts, texts[0], "x"]]
+    assert calls["page"] == [[*texts, "x"]]  # the text-only query gets no page-encoder embedding
+    for query, result in zip(queries[:4], results):
+        alone = search_pages(index, SearchQuery(text=query.text, top_k=query.top_k, channels=query.channels))
+        assert [(h.book_id, h.page) for h in result.hits] == [(h.book_id, h.page) for h in alone]
+        assert [h.score for h in result.hits] == pytest.approx([h.score for h in alone], rel=1e-3)
+        assert result.error == "" and result.seconds > 0
+    assert results[4].hits == [] and "unknown book id(s): no-such-book" in results[4].error
