@@ -18,6 +18,10 @@ class ImageInputError(AgentInputError):
     """A user image that cannot be used (the message says which and why)."""
 
 
+class ImageTooLargeError(ImageInputError):
+    """A user image over a size limit: too many bytes or too many pixels (a 413 to an HTTP client)."""
+
+
 def load_user_image(source: ImageInput, max_bytes: int, max_pixels: int, name: str = "image") -> Image.Image:
     """Decode an uploaded image to RGB, refusing files that are too big, not images, or decompression bombs."""
     if isinstance(source, Image.Image):
@@ -27,14 +31,14 @@ def load_user_image(source: ImageInput, max_bytes: int, max_pixels: int, name: s
         path = Path(source)
         try:
             if path.stat().st_size > max_bytes:
-                raise ImageInputError(f"{name}: file larger than {max_bytes} bytes")
+                raise ImageTooLargeError(f"{name}: file larger than {max_bytes} bytes")
             data = path.read_bytes()
         except OSError as error:
             raise ImageInputError(f"{name}: cannot read {path} ({error.strerror or error})") from None
     else:
         data = source
     if len(data) > max_bytes:
-        raise ImageInputError(f"{name}: file larger than {max_bytes} bytes")
+        raise ImageTooLargeError(f"{name}: file larger than {max_bytes} bytes")
     try:
         with Image.open(io.BytesIO(data)) as image:
             # The header gives the size before any pixel is decoded: refuse bombs before they expand.
@@ -44,7 +48,7 @@ def load_user_image(source: ImageInput, max_bytes: int, max_pixels: int, name: s
     except ImageInputError:
         raise
     except Image.DecompressionBombError:
-        raise ImageInputError(f"{name}: image has too many pixels") from None
+        raise ImageTooLargeError(f"{name}: image has too many pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise ImageInputError(f"{name}: not a readable image ({type(error).__name__})") from None
 
@@ -52,7 +56,7 @@ def load_user_image(source: ImageInput, max_bytes: int, max_pixels: int, name: s
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
     width, height = size
     if width * height > max_pixels:
-        raise ImageInputError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+        raise ImageTooLargeError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     if width < 1 or height < 1:
         raise ImageInputError(f"{name}: empty image")
 

@@ -9,8 +9,10 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+from starlette.concurrency import run_in_threadpool
 
-from agent.images import ImageInputError
+from agent.errors import AgentInputError
+from agent.images import ImageInputError, ImageTooLargeError
 from rag.settings import Settings
 
 _MAX_REDIRECTS = 3
@@ -31,7 +33,7 @@ def image_bytes(reference: str, settings: Settings, name: str) -> bytes:
             raise ImageInputError(f"{name}: data URLs must be base64-encoded")
         payload = reference[match.end():]
         if len(payload) > limit * 4 // 3 + 8:
-            raise ImageInputError(f"{name}: file larger than {limit} bytes")
+            raise ImageTooLargeError(f"{name}: file larger than {limit} bytes")
         try:
             return base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
@@ -64,12 +66,12 @@ def _fetch(url: str, hosts: set[str], limit: int, timeout_s: float, name: str) -
                         raise ImageInputError(f"{name}: the image URL answered HTTP {response.status_code}")
                     declared = response.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > limit:
-                        raise ImageInputError(f"{name}: file larger than {limit} bytes")
+                        raise ImageTooLargeError(f"{name}: file larger than {limit} bytes")
                     data = bytearray()
                     for chunk in response.iter_bytes():
                         data += chunk
                         if len(data) > limit:
-                            raise ImageInputError(f"{name}: file larger than {limit} bytes")
+                            raise ImageTooLargeError(f"{name}: file larger than {limit} bytes")
                         if time.monotonic() > deadline:
                             raise httpx.ReadTimeout("the download took too long")
                     return bytes(data)
@@ -78,3 +80,15 @@ def _fetch(url: str, hosts: set[str], limit: int, timeout_s: float, name: str) -
         raise ImageInputError(f"{name}: the image URL did not answer within {timeout_s:g} s") from None
     except httpx.HTTPError as error:
         raise ImageInputError(f"{name}: cannot fetch the image URL ({type(error).__name__})") from None
+
+
+def check_image_count(count: int, settings: Settings, note: str = " (agent_max_images)") -> None:
+    """`AgentInputError` (a 422) for more images than a question may carry."""
+    if count > settings.agent_max_images:
+        raise AgentInputError(f"{count} images given; at most {settings.agent_max_images} are accepted{note}")
+
+
+async def images_bytes(references: list[str], settings: Settings, note: str = " (agent_max_images)") -> list[bytes]:
+    """The bytes of a request's image references, read one by one in worker threads (downloads block)."""
+    check_image_count(len(references), settings, note)
+    return [await run_in_threadpool(image_bytes, ref, settings, f"image {n}") for n, ref in enumerate(references, start=1)]

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.errors import error_body
+
 
 class BodyTooLarge(Exception):
     pass
@@ -60,6 +62,6 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {"message": f"request body larger than {limit} bytes", "type": "request_too_large"}}).encode()
+    body = json.dumps(error_body(f"request body larger than {limit} bytes", "request_too_large").model_dump()).encode()
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

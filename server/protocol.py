@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -193,3 +194,41 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# --- server-sent events ---------------------------------------------------------------------------
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class ChatDelta(BaseModel):
+    """What one chunk adds to the assistant message; fields left None are not sent."""
+
+    role: Literal["assistant"] | None = Field(None, exclude_if=_absent)
+    content: str | None = Field(None, exclude_if=_absent)
+    reasoning_content: str | None = Field(None, exclude_if=_absent)
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: str | None = None  # sent as null until the last chunk
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a streamed chat completion (OpenAI's chat.completion.chunk)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    citations: list[CitationOut] | None = Field(None, exclude_if=_absent)  # on the finishing chunk, when any
+    usage: UsageOut | None = Field(None, exclude_if=_absent)  # on the usage chunk (stream_options.include_usage)
+
+
+def event_json(model: BaseModel) -> str:
+    """A hand-built event payload as the streams have always written it (json.dumps spacing, ASCII escapes)."""
+    return json.dumps(model.model_dump(mode="json"))

@@ -1,0 +1,1 @@
+"""One APIRouter per API; `server.app.create_app` includes them all."""
