@@ -102,7 +102,7 @@ def index_pdf(
             raise BadPdfError(path, None, "no such file")
         report.book_id = book_id = book_id_of(path)
         existing = index.store.get_book(book_id)
-        if existing is not None and existing.status == "complete":
+        if existing is not None and existing.complete:
             report.status = "already indexed"
             return report
         doc = open_pdf(path)

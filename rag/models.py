@@ -41,6 +41,11 @@ class BookRecord(BaseModel):
     failed_pages: list[int] = Field(default_factory=list, description="Pages that could not be read.")
     added_at: str = ""
 
+    @property
+    def complete(self) -> bool:
+        """Indexing finished: the book is searchable (an `indexing` or `removing` one never is)."""
+        return self.status == "complete"
+
 
 class PageRecord(BaseModel):
     """The payload of one page point: everything a citation needs, no vectors."""

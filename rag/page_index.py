@@ -72,7 +72,7 @@ class PageIndex:
         self.store.ensure_schema(encoders.vector_specs())
 
     def complete_books(self) -> list[BookRecord]:
-        return [book for book in self.store.list_books() if book.status == "complete"]
+        return [book for book in self.store.list_books() if book.complete]
 
     def close(self) -> None:
         if self._store is not None:

@@ -191,7 +191,7 @@ def _embed_texts(index: PageIndex, queries: Sequence[SearchQuery]) -> list[Embed
 def _page_filter(query: SearchQuery, books: list[BookRecord]) -> PageFilter | None:
     """Only books whose indexing completed are searchable, and only their body pages unless the query
     asks for all pages. None: nothing can match."""
-    complete = {book.book_id for book in books if book.status == "complete"}
+    complete = {book.book_id for book in books if book.complete}
     if query.books:
         unknown = set(query.books) - {book.book_id for book in books}
         if unknown:

@@ -25,7 +25,7 @@ def max_side(size: str) -> int | None:
 def page_bytes(index: PageIndex, book_id: str, page: int, side: int | None) -> bytes:
     """The image of one page of a complete book (404 for anything missing); blocks, so run it in a thread."""
     book = index.store.get_book(book_id)
-    if book is None or book.status != "complete":
+    if book is None or not book.complete:
         raise ApiError(404, "no such book", "not_found")
     point = page_point_id(book_id, page)
     record = index.store.get_pages([point]).get(point)

@@ -30,7 +30,7 @@ def demo() -> None:
             for book in books:
                 book_id = book_id_of(book.path)
                 existing = index.store.get_book(book_id)
-                if existing is not None and existing.status == "complete":
+                if existing is not None and existing.complete:
                     console.print(f"already indexed: {book.title} (book {book_id})", highlight=False)
                 else:
                     meta = BookMeta(book.title, book.edition_with_isbn, book.license, book.organ_systems)
