@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.state import TraceEvent
+from agent.state import Citation, TraceEvent
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -38,15 +38,10 @@ class AskRequest(BaseModel):
     stream: bool = Field(False, description="Server-sent events of the agent's progress, then the result.")
 
 
-class CitationOut(BaseModel):
-    ref: str = ""
-    book_id: str
-    title: str = ""
-    page: int
-    page_label: str = ""
-    section: str = ""
-    score: float = 0.0
-    snippet: str = ""
+class CitationOut(Citation):
+    """The agent's citation as HTTP gives it: the page image's URL instead of its storage key."""
+
+    image_key: str = Field("", exclude=True)
     image_url: str = Field(description="Where the page image is served (GET, same API key).")
 
 

@@ -7,13 +7,7 @@ from server.protocol import AskResponse, CitationOut, UsageOut
 
 
 def citations(result: AgentResult) -> list[CitationOut]:
-    return [
-        CitationOut(
-            ref=c.ref, book_id=c.book_id, title=c.title, page=c.page, page_label=c.page_label, section=c.section,
-            score=c.score, snippet=c.snippet, image_url=f"/v1/pages/{c.book_id}/{c.page}",
-        )
-        for c in result.citations
-    ]
+    return [CitationOut(**c.model_dump(), image_url=f"/v1/pages/{c.book_id}/{c.page}") for c in result.citations]
 
 
 def usage(result: AgentResult) -> UsageOut:
