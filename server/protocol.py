@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.state import Citation, TraceEvent
+from agent.state import AgentResult, Citation, TokenUsage
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -45,26 +45,15 @@ class CitationOut(Citation):
     image_url: str = Field(description="Where the page image is served (GET, same API key).")
 
 
-class UsageOut(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+class UsageOut(TokenUsage):
     total_tokens: int = 0
 
 
-class AskResponse(BaseModel):
-    answer: str
-    choice: str | None = None
-    rationale: str = ""
-    confidence: float | None = None
-    evidence_only: bool
-    insufficient_evidence: bool = False
-    option_support: dict[str, float] = Field(default_factory=dict)
+class AskResponse(AgentResult):
+    """The agent's result as HTTP gives it: citations with their image URLs, usage with its total."""
+
     citations: list[CitationOut] = Field(default_factory=list)
-    trace: list[TraceEvent] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
     usage: UsageOut = Field(default_factory=UsageOut)
-    latency_ms: int = 0
-    thread_id: str | None = None
 
 
 # --- books and jobs -------------------------------------------------------------------------------

@@ -17,8 +17,5 @@ def usage(result: AgentResult) -> UsageOut:
 
 def ask_response(result: AgentResult) -> AskResponse:
     return AskResponse(
-        answer=result.answer, choice=result.choice, rationale=result.rationale, confidence=result.confidence,
-        evidence_only=result.evidence_only, insufficient_evidence=result.insufficient_evidence,
-        option_support=result.option_support, citations=citations(result), trace=result.trace,
-        warnings=result.warnings, usage=usage(result), latency_ms=result.latency_ms, thread_id=result.thread_id,
+        **result.model_dump(exclude={"citations", "usage"}), citations=citations(result), usage=usage(result)
     )
