@@ -27,6 +27,9 @@ class EncoderInfo(BaseModel):
     input_format: str = Field("", description="How inputs are formatted for the model (processor, prompts).")
 
 
+BookStatus = Literal["indexing", "complete", "removing"]  # only `complete` books are searchable
+
+
 class BookRecord(BaseModel):
     """One indexed textbook. `book_id` derives from the file's content."""
 
@@ -37,7 +40,7 @@ class BookRecord(BaseModel):
     source_name: str = Field("", description="File name the book was indexed from.")
     organ_systems: list[str] = Field(default_factory=list)
     page_count: int = 0
-    status: Literal["indexing", "complete", "removing"] = "indexing"
+    status: BookStatus = "indexing"
     failed_pages: list[int] = Field(default_factory=list, description="Pages that could not be read.")
     added_at: str = ""
 

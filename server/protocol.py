@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.state import AgentResult, Citation, TokenUsage
+from rag.models import BookRecord, BookStatus
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -59,17 +60,10 @@ class AskResponse(AgentResult):
 # --- books and jobs -------------------------------------------------------------------------------
 
 
-class BookOut(BaseModel):
-    book_id: str
-    title: str
-    edition: str = ""
-    license: str = ""
-    source_name: str = ""
-    organ_systems: list[str] = Field(default_factory=list)
-    page_count: int = 0
-    status: str
-    failed_pages: list[int] = Field(default_factory=list)
-    added_at: str = ""
+class BookOut(BookRecord):
+    """A book as the API lists it: the catalog's record (its status always given)."""
+
+    status: BookStatus
 
 
 class BookList(BaseModel):
