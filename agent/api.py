@@ -14,6 +14,7 @@ call starts after the stop or runs past the limit. An `Observer` hears of every 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -248,12 +249,18 @@ def _run_settings(settings: Settings, **options: int | None) -> Settings:
         if value is None:
             continue
         name = _RUN_OPTIONS[option]
-        field = Settings.model_fields[name]
         try:
-            update[name] = TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+            update[name] = _setting_validator(name).validate_python(value)
         except ValidationError as error:
             raise AgentInputError(f"{option}: {error.errors()[0]['msg']}") from None
     return settings.model_copy(update=update) if update else settings
+
+
+@functools.cache
+def _setting_validator(name: str) -> TypeAdapter:
+    """A validator of one setting's type and bounds (built once: requests reuse it)."""
+    field = Settings.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, *field.metadata])
 
 
 def _check_text(settings: Settings, question: str, choices: Sequence[str]) -> tuple[str, list[str]]:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pathorag.cli.common import CliError, console, load_settings, out, resolve_book, user_errors
+from pathorag.cli.common import CliError, answering_agent, console, load_settings, out, resolve_book, user_errors
 
 
 def ask(
@@ -23,7 +23,6 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer a pathology question from the indexed textbooks, with citations to book pages."""
-    from agent import Agent, AgentConfigError, AgentInputError
     from rag.page_index import PageIndex
 
     with user_errors():
@@ -35,15 +34,8 @@ def ask(
         index = PageIndex(settings)
         try:
             books = [resolve_book(index, ref) for ref in book or []]
-            agent = Agent(settings, index)
-            try:
-                result = agent.run(
-                    question, list(image or []), choices, thread, books, list(organ or [])
-                )
-            finally:
-                agent.close()
-        except (AgentInputError, AgentConfigError) as error:
-            raise CliError(str(error)) from None
+            with answering_agent(settings, index) as agent:
+                result = agent.run(question, list(image or []), choices, thread, books, list(organ or []))
         finally:
             index.close()
     if as_json:

@@ -105,3 +105,19 @@ def load_image(path: Path):
         raise CliError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError) as error:
         raise CliError(f"{path}: not a readable image ({error})") from None
+
+
+@contextmanager
+def answering_agent(settings: Settings, index) -> Iterator:
+    """The agent over `index`, closed afterwards; its input and configuration errors become CliErrors."""
+    from agent import Agent, AgentConfigError, AgentInputError
+
+    agent = None
+    try:
+        agent = Agent(settings, index)
+        yield agent
+    except (AgentInputError, AgentConfigError) as error:
+        raise CliError(str(error)) from None
+    finally:
+        if agent is not None:
+            agent.close()

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import time
 
-from pathorag.cli.common import CliError, console, load_settings, out, page_progress, print_report, progress_bars, user_errors
+from pathorag.cli.common import (
+    CliError,
+    answering_agent,
+    console,
+    load_settings,
+    out,
+    page_progress,
+    print_report,
+    progress_bars,
+    user_errors,
+)
 from pathorag.demo import DEMO_MANIFEST, DemoCorpusMissing, corpora_dir, sample_questions
 from pathorag.manifest import ManifestError, load_manifest
 
 
 def demo() -> None:
     """Index the bundled demo atlas (once) and answer three sample questions with cited pages."""
-    from agent import Agent, AgentConfigError, AgentInputError
     from indexer.jobs import BookMeta, book_id_of, index_pdf
     from rag.page_index import PageIndex
 
@@ -40,18 +49,13 @@ def demo() -> None:
                     if report.status == "failed":
                         raise CliError(f"could not index the demo atlas: {report.error}")
                 book_ids.append(book_id)
-            agent = Agent(settings, index)
-            try:
+            with answering_agent(settings, index) as agent:
                 mode = "evidence only: no VLM configured" if agent.evidence_only else f"VLM {settings.vlm_model}"
                 out.print(f"\n[bold]Answering 3 sample questions[/bold] ({mode})", highlight=False)
                 for number, sample in enumerate(sample_questions(folder), start=1):
                     asked = time.monotonic()
                     result = agent.run(sample["question"], sample["images"], sample["choices"], None, book_ids)
                     _print_sample(out, console, number, sample, result, time.monotonic() - asked)
-            finally:
-                agent.close()
-        except (AgentInputError, AgentConfigError) as error:
-            raise CliError(str(error)) from None
         finally:
             index.close()
     out.print(f"\nDemo done in {time.monotonic() - started:.1f} s.", highlight=False)
