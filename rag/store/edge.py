@@ -16,7 +16,7 @@ import qdrant_edge as qe
 
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
-from rag.store.points import catalog_id, dense_vectors, non_empty_sparse, query_list
+from rag.store.points import CatalogRecords, catalog_id, dense_vectors, filter_terms, non_empty_sparse, query_list
 
 _INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
 # The engine needs at least one vector config; catalog points carry no vectors at all.
@@ -26,7 +26,7 @@ _SCROLL_PAGE = 1000
 _NO_HNSW = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
 
 
-class EdgeStore:
+class EdgeStore(CatalogRecords):
     """`VectorStore` on qdrant-edge, Qdrant's in-process engine."""
 
     def __init__(self, path: Path) -> None:
@@ -125,13 +125,6 @@ class EdgeStore:
 
     # --- catalog ---------------------------------------------------------------------------
 
-    def put_book(self, book: BookRecord) -> None:
-        self._put_catalog(f"book:{book.book_id}", "book", book.model_dump(mode="json"))
-
-    def get_book(self, book_id: str) -> BookRecord | None:
-        data = self._get_catalog(f"book:{book_id}")
-        return BookRecord.model_validate(data) if data is not None else None
-
     def list_books(self) -> list[BookRecord]:
         shard = self._open_catalog()
         if shard is None:
@@ -146,12 +139,6 @@ class EdgeStore:
             return
         shard.update(qe.UpdateOperation.delete_points([catalog_id(f"book:{book_id}")]))
         shard.flush()
-
-    def get_meta(self) -> dict | None:
-        return self._get_catalog("meta")
-
-    def put_meta(self, meta: dict) -> None:
-        self._put_catalog("meta", "meta", meta)
 
     def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
         shard = self._catalog_or_create()
@@ -311,16 +298,12 @@ def _book_filter(book_id: str) -> qe.Filter:
 
 
 def _edge_filter(page_filter: PageFilter) -> qe.Filter | None:
-    conditions = [
-        qe.FieldCondition(key=key, match=qe.MatchAny(any=list(values)))
-        for key, values in (("book_id", page_filter.book_ids), ("organ_systems", page_filter.organ_systems))
-        if values
-    ]
-    # `must_not`, so pages indexed before page kinds existed (no `page_kind` field) still match.
-    excluded = [
-        qe.FieldCondition(key="page_kind", match=qe.MatchAny(any=list(page_filter.excluded_page_kinds)))
-    ] if page_filter.excluded_page_kinds else []
-    return qe.Filter(must=conditions, must_not=excluded or None) if conditions or excluded else None
+    must, must_not = filter_terms(page_filter)
+    if not must and not must_not:
+        return None
+    conditions = [[qe.FieldCondition(key=key, match=qe.MatchAny(any=values)) for key, values in terms]
+                  for terms in (must, must_not)]
+    return qe.Filter(must=conditions[0], must_not=conditions[1] or None)
 
 
 def _scroll_all(shard: qe.EdgeShard, edge_filter: qe.Filter | None, with_payload: bool | list[str]) -> list[qe.Record]:

@@ -1,4 +1,4 @@
-"""Conversions both backends share: catalog ids, page ids, vectors as plain lists."""
+"""What both backends share: catalog ids and records, page ids, vectors as plain lists, filter terms."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.models import PagePoint, SparseVector
-from rag.store.base import ChannelQuery, StoreError
+from rag.models import BookRecord, PagePoint, SparseVector
+from rag.store.base import ChannelQuery, PageFilter, StoreError
 
 _CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
 
@@ -50,3 +50,39 @@ def query_list(query: ChannelQuery) -> list:
 
 def non_empty_sparse(point: PagePoint) -> dict[str, SparseVector]:
     return {name: sparse for name, sparse in point.sparse.items() if sparse.indices}
+
+
+def filter_terms(page_filter: PageFilter) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
+    """The filter as (payload key, any of these values) terms that a page must and must not match.
+
+    Excluded page kinds are a `must_not`, so pages indexed before page kinds existed (no `page_kind`
+    field) still match.
+    """
+    must = [(key, list(values)) for key, values in (("book_id", page_filter.book_ids),
+                                                     ("organ_systems", page_filter.organ_systems)) if values]
+    must_not = [("page_kind", list(page_filter.excluded_page_kinds))] if page_filter.excluded_page_kinds else []
+    return must, must_not
+
+
+class CatalogRecords:
+    """Book records and the index metadata, kept in the catalog through a backend's `_put_catalog`
+    (key, kind, data) and `_get_catalog` (key -> data or None)."""
+
+    def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _get_catalog(self, key: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def put_book(self, book: BookRecord) -> None:
+        self._put_catalog(f"book:{book.book_id}", "book", book.model_dump(mode="json"))
+
+    def get_book(self, book_id: str) -> BookRecord | None:
+        data = self._get_catalog(f"book:{book_id}")
+        return BookRecord.model_validate(data) if data is not None else None
+
+    def get_meta(self) -> dict | None:
+        return self._get_catalog("meta")
+
+    def put_meta(self, meta: dict) -> None:
+        self._put_catalog("meta", "meta", meta)

@@ -14,7 +14,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
-from rag.store.points import catalog_id, dense_vectors, non_empty_sparse, query_list
+from rag.store.points import CatalogRecords, catalog_id, dense_vectors, filter_terms, non_empty_sparse, query_list
 
 _INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
 _SCROLL_PAGE = 1000
@@ -22,7 +22,7 @@ _SCROLL_PAGE = 1000
 _Signature = tuple[Any, ...]
 
 
-class ServerStore:
+class ServerStore(CatalogRecords):
     """`VectorStore` on a Qdrant server or cluster (or qdrant-client's local mode)."""
 
     def __init__(self, client: QdrantClient, prefix: str) -> None:
@@ -124,13 +124,6 @@ class ServerStore:
 
     # --- catalog ---------------------------------------------------------------------------
 
-    def put_book(self, book: BookRecord) -> None:
-        self._put_catalog(f"book:{book.book_id}", "book", book.model_dump(mode="json"))
-
-    def get_book(self, book_id: str) -> BookRecord | None:
-        data = self._get_catalog(f"book:{book_id}")
-        return BookRecord.model_validate(data) if data is not None else None
-
     def list_books(self) -> list[BookRecord]:
         if not self._client.collection_exists(self._catalog):
             return []
@@ -141,12 +134,6 @@ class ServerStore:
     def delete_book(self, book_id: str) -> None:
         if self._client.collection_exists(self._catalog):
             self._client.delete(self._catalog, [catalog_id(f"book:{book_id}")], wait=True)
-
-    def get_meta(self) -> dict | None:
-        return self._get_catalog("meta")
-
-    def put_meta(self, meta: dict) -> None:
-        self._put_catalog("meta", "meta", meta)
 
     def _put_catalog(self, key: str, kind: str, data: dict[str, Any]) -> None:
         self._ensure_catalog()
@@ -273,13 +260,10 @@ def _book_filter(book_id: str) -> qm.Filter:
 
 
 def _query_filter(page_filter: PageFilter) -> qm.Filter | None:
-    conditions: list[qm.Condition] = [
-        qm.FieldCondition(key=key, match=qm.MatchAny(any=list(values)))
-        for key, values in (("book_id", page_filter.book_ids), ("organ_systems", page_filter.organ_systems))
-        if values
+    must, must_not = filter_terms(page_filter)
+    if not must and not must_not:
+        return None
+    conditions: list[list[qm.Condition]] = [
+        [qm.FieldCondition(key=key, match=qm.MatchAny(any=values)) for key, values in terms] for terms in (must, must_not)
     ]
-    # `must_not`, so pages indexed before page kinds existed (no `page_kind` field) still match.
-    excluded = [
-        qm.FieldCondition(key="page_kind", match=qm.MatchAny(any=list(page_filter.excluded_page_kinds)))
-    ] if page_filter.excluded_page_kinds else []
-    return qm.Filter(must=conditions, must_not=excluded or None) if conditions or excluded else None
+    return qm.Filter(must=conditions[0], must_not=conditions[1] or None)
