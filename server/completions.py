@@ -13,8 +13,9 @@ from sse_starlette.sse import EventSourceResponse
 from agent import ResultEvent
 from agent.api import AgentStopped
 from agent.state import AgentResult, AnswerTokenEvent
+from agent.trace import describe_event
 from server import results
-from server.chat import StreamedAnswer, answer_text, chat_question, progress_line, task_reply
+from server.chat import StreamedAnswer, answer_text, chat_question, task_reply
 from server.images import images_bytes
 from server.protocol import (
     AssistantMessage,
@@ -111,7 +112,7 @@ async def _answer_stream(chunks: _Chunks, run: StreamedRun) -> AsyncIterator[dic
             elif isinstance(event, AnswerTokenEvent):
                 if text := answer_so_far.token(event.text):
                     yield chunks.delta(content=text)
-            elif line := progress_line(event):
+            elif line := describe_event(event):
                 yield chunks.delta(reasoning_content=line + "\n")
     except AgentStopped:
         failure = "\n(time limit reached)"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from agent.state import AgentResult, Citation, InspectEvent, ReflectEvent, RouteEvent, SearchEvent, SearchHit
-from server.chat import StreamedAnswer, answer_text, progress_line, ref_ranges
+from agent.trace import describe_event, ref_ranges
+from server.chat import StreamedAnswer, answer_text
 from server.protocol import CitationOut
 
 
@@ -35,16 +36,16 @@ def test_a_streamed_answer_that_was_replaced_is_followed_by_the_whole_answer():
     assert sent + streamed.rest(full) == "The model began to\n\n" + full
 
 
-def test_progress_lines():
+def test_trace_event_lines():
     hit = SearchHit(ref="P1", book_id="b", title="t", page=1, page_label="1", score=1.0)
-    assert progress_line(RouteEvent(by="model", retrieval=True, organ_systems=["liver"], queries=["a", "b"])) == (
+    assert describe_event(RouteEvent(by="model", retrieval=True, organ_systems=["liver"], queries=["a", "b"])) == (
         "Planning (model): 2 searches in liver."
     )
-    assert progress_line(RouteEvent(by="rules", retrieval=False)) == "Answering without searching the textbooks."
-    assert progress_line(SearchEvent(turn=1, query="cirrhosis", hits=[hit])) == "Searching: cirrhosis → 1 page"
-    assert "failed (boom)" in progress_line(SearchEvent(turn=1, query="x", error="boom"))
+    assert describe_event(RouteEvent(by="rules", retrieval=False)) == "Answering without searching the textbooks."
+    assert describe_event(SearchEvent(turn=1, query="cirrhosis", hits=[hit])) == "Searching: cirrhosis → 1 page"
+    assert "failed (boom)" in describe_event(SearchEvent(turn=1, query="x", error="boom"))
     inspect = InspectEvent(turn=1, pages=["P1", "P2", "P3", "P4", "P7"], zoomed=["P2"], sufficient=True)
-    assert progress_line(inspect) == "Reading pages P1-P4, P7, zoomed into P2; the evidence suffices."
-    assert progress_line(ReflectEvent(turn=1, next_queries=["CD30"])) == "Searching again: 1 new query."
-    assert progress_line(ReflectEvent(turn=1, stop_reason="the evidence suffices")) == "Done searching: the evidence suffices."
+    assert describe_event(inspect) == "Reading pages P1-P4, P7, zoomed into P2; the evidence suffices."
+    assert describe_event(ReflectEvent(turn=1, next_queries=["CD30"])) == "Searching again: 1 new query."
+    assert describe_event(ReflectEvent(turn=1, stop_reason="the evidence suffices")) == "Done searching: the evidence suffices."
     assert ref_ranges(["P3", "P1", "P2", "X"]) == "P3, P1-P2, X"
