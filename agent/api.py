@@ -29,11 +29,11 @@ from agent.graph import build_graph
 from agent.images import ImageInput, load_user_image
 from agent.nodes import RunContext
 from agent.prompts import LETTERS
-from agent.state import AgentResult, AgentState, ResultEvent, SearchEvent, StreamEvent
+from agent.settings import AgentSettings
+from agent.state import AgentResult, ResultEvent, SearchEvent, StreamEvent, fresh_state
 from agent.threads import Threads, open_threads
 from agent.vlm import ChatModel, Endpoint, ModelCall
 from rag.page_index import PageIndex
-from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_THREAD_ID_CHARS = 200
@@ -81,7 +81,7 @@ class Observer:
 
 
 class Agent:
-    def __init__(self, settings: Settings, index: PageIndex | None = None, observer: Observer | None = None) -> None:
+    def __init__(self, settings: AgentSettings, index: PageIndex | None = None, observer: Observer | None = None) -> None:
         self.settings = settings
         self.index = index or PageIndex(settings)
         self._owns_index = index is None
@@ -170,7 +170,7 @@ class Agent:
         log.debug("question: %d chars, %d images, %d choices", len(question), len(context.images), len(choices))
         if settings.agent_log_content:
             log.info("question: %s", question)
-        inputs = _fresh_state(question, choices, self.answerer is not None)
+        inputs = fresh_state(question, choices, self.answerer is not None)
         return self._events(graph, config, inputs, context, started, thread_id, stop, limit)
 
     def _events(self, graph, config, inputs, context, started, thread_id, stop, limit) -> Iterator[StreamEvent]:
@@ -191,7 +191,9 @@ class Agent:
                     raise AgentStopped(f"the run's time limit ({limit - started:g} s) was reached")
         finally:
             steps.close()  # ends the graph at once when the run stops early (or its consumer goes away)
-        result = AgentResult.model_validate(final["result"])
+        result = AgentResult.model_validate(
+            final["result"] | {"trace": final["trace"], "warnings": final["warnings"], "usage": final["usage"]}
+        )
         result.latency_ms = round((time.monotonic() - started) * 1000)
         result.thread_id = thread_id
         log.debug("answered in %d ms, evidence_only=%s", result.latency_ms, result.evidence_only)
@@ -230,7 +232,7 @@ class Agent:
     def _check_books(self, books: Sequence[str]) -> list[str]:
         books = [book for book in books if book]
         if books:
-            known = {book.book_id for book in self.index.store.list_books()}
+            known = {book.book_id for book in self.index.books()}
             unknown = sorted(set(books) - known)
             if unknown:
                 raise AgentInputError(f"unknown book id(s): {', '.join(unknown)}")
@@ -241,7 +243,7 @@ class Agent:
 _RUN_OPTIONS = {"top_k": "agent_pages_per_query", "max_turns": "agent_max_turns"}
 
 
-def _run_settings(settings: Settings, **options: int | None) -> Settings:
+def _run_settings(settings: AgentSettings, **options: int | None) -> AgentSettings:
     """The settings of one run: its `options` (None = the setting's own value), checked against the
     bounds the settings declare."""
     update = {}
@@ -259,11 +261,11 @@ def _run_settings(settings: Settings, **options: int | None) -> Settings:
 @functools.cache
 def _setting_validator(name: str) -> TypeAdapter:
     """A validator of one setting's type and bounds (built once: requests reuse it)."""
-    field = Settings.model_fields[name]
+    field = AgentSettings.model_fields[name]
     return TypeAdapter(Annotated[field.annotation, *field.metadata])
 
 
-def _check_text(settings: Settings, question: str, choices: Sequence[str]) -> tuple[str, list[str]]:
+def _check_text(settings: AgentSettings, question: str, choices: Sequence[str]) -> tuple[str, list[str]]:
     limit = settings.agent_max_question_chars
     question = (question or "").strip()
     if not question:
@@ -282,29 +284,6 @@ def _check_text(settings: Settings, question: str, choices: Sequence[str]) -> tu
     return question, choices
 
 
-def _fresh_state(question: str, choices: list[str], model_ok: bool) -> AgentState:
-    """Every per-question field, reset; `history` is left to the thread's checkpoint."""
-    return AgentState(
-        question=question,
-        choices=choices,
-        retrieval=True,
-        organ_systems=[],
-        queries=[],
-        done_queries=[],
-        pages={},
-        evidence="",
-        sufficient=False,
-        proposed=[],
-        turn=0,
-        model_ok=model_ok,
-        stop_reason="",
-        usage={"prompt_tokens": 0, "completion_tokens": 0},
-        trace=[],
-        warnings=[],
-        result={},
-    )
-
-
 def _notify(callback: Callable, value) -> None:
     try:
         callback(value)
@@ -313,7 +292,7 @@ def _notify(callback: Callable, value) -> None:
 
 
 def _chat_models(
-    settings: Settings, on_call: Callable[[ModelCall], None] | None = None
+    settings: AgentSettings, on_call: Callable[[ModelCall], None] | None = None
 ) -> tuple[ChatModel | None, ChatModel | None]:
     """(router, answerer); both None when no model is configured (evidence-only mode)."""
     if not settings.vlm_base_url:

@@ -21,6 +21,7 @@ from agent import prompts
 from agent.evidence import score_options
 from agent.images import crop_fraction, data_url
 from agent.prompts import LETTERS, Answer, Inspection, RoutePlan
+from agent.settings import AgentSettings
 from agent.state import (
     AgentResult,
     AgentState,
@@ -35,12 +36,14 @@ from agent.state import (
     RouteEvent,
     SearchEvent,
     SearchHit,
+    add_evidence,
+    add_usage,
+    no_usage,
 )
 from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUnavailable
-from rag.models import PageHit
+from rag.models import CitedPage, PageHit
 from rag.page_index import PageIndex
 from rag.search import SearchQuery, SearchResult, search_many
-from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_QUERIES_PER_ROUND = 12
@@ -51,7 +54,7 @@ EVIDENCE_ONLY = "Evidence only: no language model generated this answer."
 class RunContext:
     """What one run needs besides its state; never checkpointed (it holds the user's images)."""
 
-    settings: Settings
+    settings: AgentSettings
     index: PageIndex
     router: ChatModel | None
     answerer: ChatModel | None
@@ -74,7 +77,7 @@ def route(state: AgentState, runtime: Step) -> dict:
     """Decide whether to search, where (organ systems) and for what (sub-queries, one per MCQ option)."""
     ctx = runtime.context
     question, choices = state["question"], state["choices"]
-    update: dict = {"warnings": list(state["warnings"]), "usage": dict(state["usage"])}
+    update: dict = {"warnings": [], "usage": no_usage()}
     plan, by = None, "rules"
     if ctx.router is not None and state["model_ok"]:
         known = _known_organ_systems(ctx.index)
@@ -100,7 +103,7 @@ def route(state: AgentState, runtime: Step) -> dict:
         "retrieval": retrieval,
         "organ_systems": organ_systems,
         "queries": queries if retrieval else [],
-        "trace": _emit(state, event),
+        "trace": _emit(event),
     }
 
 
@@ -157,7 +160,7 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
     """Run this round's queries concurrently; merge their pages (one entry per page, best score kept)."""
     ctx = runtime.context
     turn = state["turn"] + 1
-    warnings = list(state["warnings"])
+    warnings = []
     queries = state["queries"]
     visual = ctx.index.encoders.page is not None  # also loads the encoders once, before the threads start
     if not visual and any(query["use_image"] for query in queries) and ctx.images:
@@ -190,10 +193,10 @@ def retrieve(state: AgentState, runtime: Step) -> dict:
     return {
         "turn": turn,
         "pages": pages,
-        "done_queries": state["done_queries"] + [query["text"] for query in queries],
+        "done_queries": [query["text"] for query in queries],
         "queries": [],
         "warnings": warnings,
-        "trace": _emit(state, *events),
+        "trace": _emit(*events),
     }
 
 
@@ -230,16 +233,9 @@ def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: 
         ref = f"P{len(pages) + 1}"
         by_location[location] = ref
         pages[ref] = Page(
+            **hit.model_dump(include=set(CitedPage.model_fields)),
             ref=ref,
-            book_id=hit.book_id,
-            title=hit.title,
-            page=hit.page,
-            page_label=hit.page_label,
-            section=" > ".join(hit.section_path),
-            score=hit.score,
             text_similarity=hit.channel_scores.get("text", 0.0),
-            snippet=hit.snippet,
-            image_key=hit.image_key,
             text=hit.text,
             found_by=[query_text],
             inspected=False,
@@ -260,12 +256,12 @@ def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: 
 def inspect(state: AgentState, runtime: Step) -> dict:
     """Show the model the best pages it has not seen; it summarises the evidence and judges sufficiency."""
     ctx = runtime.context
-    update: dict = {"warnings": list(state["warnings"]), "usage": dict(state["usage"]), "proposed": []}
+    update: dict = {"warnings": [], "usage": no_usage(), "proposed": []}
     pages = {ref: dict(page) for ref, page in state["pages"].items()}
     fresh = sorted((p for p in pages.values() if not p["inspected"]), key=lambda p: -p["score"])
     shown = fresh[: ctx.settings.agent_pages_per_call]
     if not shown:
-        return update | {"sufficient": False, "trace": _emit(state, InspectEvent(turn=state["turn"], summary="no new pages"))}
+        return update | {"sufficient": False, "trace": _emit(InspectEvent(turn=state["turn"], summary="no new pages"))}
     pixels = ctx.settings.agent_image_pixels
     with_images = [(page, _page_url(ctx, page, pixels)) for page in shown]
     messages = prompts.inspect_messages(state["question"], state["choices"], with_images, state["evidence"])
@@ -277,7 +273,7 @@ def inspect(state: AgentState, runtime: Step) -> dict:
         crops = _zoom_crops(ctx, inspection, {page["ref"]: page for page in shown}, pixels)
         if crops:
             zoom_messages = prompts.inspect_messages(
-                state["question"], state["choices"], [], _join(state["evidence"], inspection.summary), crops
+                state["question"], state["choices"], [], add_evidence(state["evidence"], inspection.summary), crops
             )
             reply = ctx.answerer.chat(zoom_messages, Inspection, ctx.deadline)
             _add_usage(update, reply)
@@ -300,10 +296,10 @@ def inspect(state: AgentState, runtime: Step) -> dict:
     )
     return update | {
         "pages": pages,
-        "evidence": _join(state["evidence"], inspection.summary),
+        "evidence": inspection.summary,
         "sufficient": inspection.sufficient,
         "proposed": inspection.next_queries,
-        "trace": _emit(state, event),
+        "trace": _emit(event),
     }
 
 
@@ -327,10 +323,6 @@ def _zoom_crops(ctx: RunContext, inspection: Inspection, shown: dict[str, Page],
             continue
         crops.append((page, data_url(crop, pixels)))
     return crops
-
-
-def _join(evidence: str, summary: str) -> str:
-    return f"{evidence}\n{summary}".strip()
 
 
 # --- reflect ------------------------------------------------------------------------------------
@@ -359,7 +351,7 @@ def reflect(state: AgentState, runtime: Step) -> dict:
         reason = ""
     queries = [] if reason else [Query(text=text, option=None, use_image=False) for text in fresh[:MAX_QUERIES_PER_ROUND]]
     event = ReflectEvent(turn=state["turn"], next_queries=[q["text"] for q in queries], stop_reason=reason)
-    return {"queries": queries, "stop_reason": reason, "trace": _emit(state, event)}
+    return {"queries": queries, "stop_reason": reason, "trace": _emit(event)}
 
 
 # --- answer -------------------------------------------------------------------------------------
@@ -368,7 +360,7 @@ def reflect(state: AgentState, runtime: Step) -> dict:
 def answer(state: AgentState, runtime: Step) -> dict:
     """The model's answer with checked citations; evidence only when no model is usable."""
     ctx = runtime.context
-    update: dict = {"warnings": list(state["warnings"]), "usage": dict(state["usage"])}
+    update: dict = {"warnings": [], "usage": no_usage()}
     result = None
     if ctx.answerer is not None and state["model_ok"]:
         try:
@@ -382,10 +374,12 @@ def answer(state: AgentState, runtime: Step) -> dict:
         update["warnings"].append("the model was unavailable, so this answer shows the evidence only")
     if result is None:
         result, events = _evidence_answer(state, ctx)
-    trace = _emit(state, *events)
-    final = result.model_dump(mode="json") | {"trace": trace, "warnings": update["warnings"], "usage": update["usage"]}
     turn = {"question": state["question"], "answer": result.answer}
-    return update | {"trace": trace, "result": final, "history": [*state.get("history", []), turn]}
+    return update | {
+        "trace": _emit(*events),
+        "result": result.model_dump(mode="json", exclude={"trace", "warnings", "usage"}),
+        "history": [turn],
+    }
 
 
 def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[AgentResult, list[BaseModel]]:
@@ -517,32 +511,19 @@ def _weak_evidence(ctx: RunContext, pages: list[Page]) -> bool:
 
 
 def _citation(page: Page) -> Citation:
-    return Citation(
-        ref=page["ref"],
-        book_id=page["book_id"],
-        title=page["title"],
-        page=page["page"],
-        page_label=page["page_label"],
-        section=page["section"],
-        score=page["score"],
-        snippet=page["snippet"],
-        image_key=page["image_key"],
-    )
+    return Citation(**{name: page[name] for name in Citation.model_fields})
 
 
 # --- shared -------------------------------------------------------------------------------------
 
 
-def _emit(state: AgentState, *events: BaseModel) -> list[dict]:
-    """Send events to `stream` now and return the trace with them appended."""
+def _emit(*events: BaseModel) -> list[dict]:
+    """Send events to `stream` now and return them for the trace."""
     writer = get_stream_writer()
     for event in events:
         writer(event)
-    return state["trace"] + [event.model_dump(mode="json") for event in events]
+    return [event.model_dump(mode="json") for event in events]
 
 
 def _add_usage(update: dict, reply: Parsed) -> None:
-    update["usage"] = {
-        "prompt_tokens": update["usage"]["prompt_tokens"] + reply.prompt_tokens,
-        "completion_tokens": update["usage"]["completion_tokens"] + reply.completion_tokens,
-    }
+    update["usage"] = add_usage(update["usage"], {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens})

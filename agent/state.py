@@ -1,14 +1,20 @@
 """What the agent reads and writes: the graph state (plain, checkpointable dicts), trace events, the result.
 
 The graph state holds only JSON-like values so that any checkpointer can store it; the public
-types (`AgentResult`, the events) are pydantic models built from it.
+types (`AgentResult`, the events) are pydantic models built from it. Nodes return what they add
+(new trace events, warnings, tokens used, pages) and the state's reducers fold it in; each run starts
+by overwriting the per-question fields (`fresh_state`), past the reducers.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Literal, TypedDict
 
+from langgraph.types import Overwrite
 from pydantic import BaseModel, Field
+
+from rag.models import CitedPage
 
 # --- graph state --------------------------------------------------------------------------------
 
@@ -20,7 +26,8 @@ class Query(TypedDict):
 
 
 class Page(TypedDict):
-    """A retrieved page. `ref` (P1, P2, ...) is how the models cite it within one run."""
+    """A retrieved page (rag's `CitedPage` fields and the run's own). `ref` (P1, P2, ...) is how the
+    models cite it within one run. A plain dict: the checkpointer stores the state as JSON."""
 
     ref: str
     book_id: str
@@ -48,6 +55,23 @@ class Usage(TypedDict):
     completion_tokens: int
 
 
+def add_usage(total: Usage, used: Usage) -> Usage:
+    return {name: total[name] + used[name] for name in ("prompt_tokens", "completion_tokens")}
+
+
+def add_pages(pages: dict[str, Page], changed: dict[str, Page]) -> dict[str, Page]:
+    """New pages added, changed ones (by ref) replaced."""
+    return pages | changed
+
+
+def add_evidence(evidence: str, summary: str) -> str:
+    return f"{evidence}\n{summary}".strip()
+
+
+def no_usage() -> Usage:
+    return {"prompt_tokens": 0, "completion_tokens": 0}
+
+
 class AgentState(TypedDict, total=False):
     # per question (reset by every run)
     question: str
@@ -55,20 +79,44 @@ class AgentState(TypedDict, total=False):
     retrieval: bool
     organ_systems: list[str]
     queries: list[Query]  # the queries of the round to run next
-    done_queries: list[str]
-    pages: dict[str, Page]  # ref -> page
-    evidence: str  # the inspect steps' summaries, citing refs
+    done_queries: Annotated[list[str], operator.add]
+    pages: Annotated[dict[str, Page], add_pages]  # ref -> page
+    evidence: Annotated[str, add_evidence]  # the inspect steps' summaries, citing refs
     sufficient: bool
     proposed: list[str]  # follow-up queries the last inspect step asked for
     turn: int  # search rounds done
     model_ok: bool  # a model is configured and has not failed to answer in this run
     stop_reason: str  # why searching stopped; empty while it goes on
-    usage: Usage
-    trace: list[dict]
-    warnings: list[str]
-    result: dict
+    usage: Annotated[Usage, add_usage]
+    trace: Annotated[list[dict], operator.add]
+    warnings: Annotated[list[str], operator.add]
+    result: dict  # the answer node's AgentResult fields, without the trace, warnings and usage
     # per thread (kept across runs by the checkpointer)
-    history: list[Turn]
+    history: Annotated[list[Turn], operator.add]
+
+
+def fresh_state(question: str, choices: list[str], model_ok: bool) -> AgentState:
+    """A run's input: every per-question field reset (overwritten, not reduced); `history` is left to
+    the thread's checkpoint."""
+    return AgentState(
+        question=question,
+        choices=choices,
+        retrieval=True,
+        organ_systems=[],
+        queries=[],
+        done_queries=Overwrite([]),
+        pages=Overwrite({}),
+        evidence=Overwrite(""),
+        sufficient=False,
+        proposed=[],
+        turn=0,
+        model_ok=model_ok,
+        stop_reason="",
+        usage=Overwrite(no_usage()),
+        trace=Overwrite([]),
+        warnings=Overwrite([]),
+        result={},
+    )
 
 
 # --- trace events --------------------------------------------------------------------------------
@@ -146,16 +194,10 @@ TraceEvent = Annotated[
 # --- result -------------------------------------------------------------------------------------
 
 
-class Citation(BaseModel):
+class Citation(CitedPage):
+    """A page an answer cites: rag's cited page, with the ref the answer names it by."""
+
     ref: str = Field("", description="How the trace and rationale name this page (P1, P2, ...).")
-    book_id: str
-    title: str = ""
-    page: int
-    page_label: str = ""
-    section: str = ""
-    score: float = 0.0
-    snippet: str = ""
-    image_key: str = ""
 
 
 class TokenUsage(BaseModel):

@@ -12,7 +12,7 @@ import sqlite3
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agent.errors import AgentConfigError
-from rag.settings import Settings
+from agent.settings import AgentSettings
 
 SQLITE_FILE = "threads.sqlite"
 
@@ -28,7 +28,7 @@ class Threads:
         self._connection.close()
 
 
-def open_threads(settings: Settings) -> Threads:
+def open_threads(settings: AgentSettings) -> Threads:
     if settings.checkpoint_postgres_url is not None:
         return _open_postgres(settings.checkpoint_postgres_url.get_secret_value())
     from langgraph.checkpoint.sqlite import SqliteSaver

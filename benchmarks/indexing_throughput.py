@@ -42,7 +42,7 @@ import pymupdf
 import torch
 
 from indexer import pages as pdfpages
-from rag.settings import Settings
+from indexer.settings import IndexerSettings
 
 DEFAULT_PDF = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "manual_of_surgery_dev_haystack.pdf"
 REFERENCE_S_PER_PAGE = 0.39  # ColQwen2.5 page encoding, reference figure of issue #5
@@ -79,7 +79,7 @@ def _pick_pages(doc: pymupdf.Document, count: int, first: int) -> list[int]:
     return list(range(first, last + 1))
 
 
-def measure_stages(pdf: Path, numbers: list[int], settings: Settings, ocr_sample: int, tiny_page: bool) -> list[dict]:
+def measure_stages(pdf: Path, numbers: list[int], settings: IndexerSettings, ocr_sample: int, tiny_page: bool) -> list[dict]:
     from indexer.jobs import BookMeta, encode_pages, index_pdf
     from rag.encoders.sparse import Bm25Encoder
     from rag.encoders.text import load_text_encoder
@@ -219,7 +219,7 @@ def _encoders_with(text_encoder, sparse, page_encoder):
     return Encoders(text=text_encoder, sparse=sparse, page=page_encoder)
 
 
-def _tiny_page_encoder_row(images, settings: Settings) -> dict:
+def _tiny_page_encoder_row(images, settings: IndexerSettings) -> dict:
     from rag.encoders.page import load_page_encoder
     from tests.tiny_models import build_tiny_colqwen2
 
@@ -301,7 +301,7 @@ def colqwen3_config(tiny: bool):
 
 
 def measure_real_size(
-    pdf: Path, numbers: list[int], settings: Settings, tiny: bool, batch: int, family: str
+    pdf: Path, numbers: list[int], settings: IndexerSettings, tiny: bool, batch: int, family: str
 ) -> list[dict]:
     """pages/s of ColQwen2.5 or ColQwen3 at real size (random bf16 weights, CUDA) through rag's ColPaliEncoder."""
     from colpali_engine.models import ColQwen2_5, ColQwen2_5_Processor, ColQwen3, ColQwen3Processor
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows and environment here")
     args = parser.parse_args(argv)
 
-    settings = Settings(page_encoder="none", device="cpu")
+    settings = IndexerSettings(page_encoder="none", device="cpu")
     doc = pymupdf.open(args.pdf)
     first = min(args.first, doc.page_count)
     numbers = _pick_pages(doc, args.pages, first)
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.pdf.name}: pages {numbers[0]}..{numbers[-1]}", file=sys.stderr)
     if args.real_size:
         if not args.tiny_config:
-            settings = Settings(page_encoder="none", device="cuda")
+            settings = IndexerSettings(page_encoder="none", device="cuda")
         rows = measure_real_size(args.pdf, numbers, settings, args.tiny_config, args.batch, args.family)
     else:
         rows = measure_stages(args.pdf, numbers, settings, args.ocr_sample, not args.no_page_encoder)

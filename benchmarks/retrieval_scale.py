@@ -9,7 +9,7 @@ reopen time. qdrant-client's local mode is measured as a baseline at the smalles
 The `production` shard is built and searched by the shipped code, not a re-implementation: pages
 get `rag.encoders.visual_vectors` (FDE + k-means centroids) in the layout of
 `rag.encoders.page_vector_specs`, stored through `rag.store.EdgeStore`, and each query is the
-`rag.search.visual_query` chain at the production limit of the visual channels (Settings'
+`rag.search.visual_query` chain at the production limit of the visual channels (RagSettings'
 `visual_prefetch_limit`);
 its top 10 are scored.
 
@@ -46,7 +46,7 @@ from rag.encoders import page_vector_specs, visual_vectors  # noqa: E402
 from rag.encoders.multivector import FixedDimensionalEncoder, page_centroids  # noqa: E402
 from rag.models import PagePoint, PageRecord  # noqa: E402
 from rag.search import visual_query  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.settings import RagSettings  # noqa: E402
 from rag.store import ChannelQuery, PageFilter  # noqa: E402
 from rag.store.edge import EdgeStore  # noqa: E402
 
@@ -72,7 +72,7 @@ class PageVectors:
 
 
 PRODUCTION_FDE = FixedDimensionalEncoder(DIM)  # what a 128-d page encoder's PageEncoder.fde is
-PRODUCTION_LIMIT = max(Settings(_env_file=None).visual_prefetch_limit, TOP_K)  # what search_pages asks the page channel for
+PRODUCTION_LIMIT = max(RagSettings(_env_file=None).visual_prefetch_limit, TOP_K)  # what search_pages asks the page channel for
 
 
 def sweep_fde(seed: int) -> FixedDimensionalEncoder:

@@ -36,12 +36,12 @@ import pymupdf
 
 from indexer.jobs import index_pdf
 from indexer.pages import render_page
+from indexer.settings import IndexerSettings
 from rag.encoders import Encoders
 from rag.encoders.page import load_page_encoder
 from rag.encoders.sparse import Bm25Encoder
 from rag.encoders.text import load_text_encoder
 from rag.page_index import PageIndex
-from rag.settings import Settings
 from tests.tiny_models import build_tiny_colpali_hf
 from tests.vllm_server import default_vllm_python, start_vllm, vllm_python_problem
 
@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         pdf = _sub_pdf(args.pdf, args.first, args.pages, tmp / "pages.pdf")
-        base = Settings(_env_file=None, data_dir=tmp / "data", ocr=False, device=args.device, dtype=args.dtype)
+        base = IndexerSettings(_env_file=None, data_dir=tmp / "data", ocr=False, device=args.device, dtype=args.dtype)
         with pymupdf.open(pdf) as doc:
             images = [render_page(page, base.render_dpi, base.max_page_pixels) for page in doc]
         model_dir = args.model or build_tiny_colpali_hf(tmp / "tiny-colpali-hf")
@@ -101,7 +101,7 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=1))
 
 
-def _measure(args, base: Settings, url: str, model_dir: Path, images, pdf: Path, tmp: Path) -> list[dict]:
+def _measure(args, base: IndexerSettings, url: str, model_dir: Path, images, pdf: Path, tmp: Path) -> list[dict]:
     variants = {f"in process, batch {b}": base.model_copy(update={"page_encoder": str(model_dir), "page_batch_size": b})
                 for b in map(int, args.batch_sizes.split(","))}  # fmt: skip
     variants |= {

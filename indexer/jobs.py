@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
+from indexer.settings import IndexerSettings
 from rag.encoders import BM25, TEXT, visual_vectors
 from rag.encoders.served import EncoderServiceError
 from rag.encoders.text import TextEncoder
 from rag.models import BookRecord, PagePoint, PageRecord
 from rag.page_index import PageIndex, page_point_id
-from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class BookMeta:
     edition: str = ""
     license: str = ""
     organ_systems: list[str] = field(default_factory=list)
+    source_name: str = ""  # the file name to record (default: the indexed file's; reindex keeps the user's)
+    added_at: str = ""  # when the book was first added (default: now)
 
 
 @dataclass
@@ -93,7 +95,13 @@ def book_id_of(path: Path) -> str:
 def index_pdf(
     index: PageIndex, path: Path, meta: BookMeta | None = None, progress: Progress | None = None
 ) -> IndexReport:
-    """Index one PDF (or finish an interrupted run of it). Bad input gives a failed report, not an exception."""
+    """Index one PDF (or finish an interrupted run of it). Bad input gives a failed report, not an exception.
+
+    `index` must be opened with `IndexerSettings` (they say how pages are rendered and read).
+    """
+    settings = index.settings
+    if not isinstance(settings, IndexerSettings):
+        raise TypeError(f"index_pdf needs a PageIndex opened with IndexerSettings, not {type(settings).__name__}")
     started = time.monotonic()
     path = Path(path)
     report = IndexReport(path=path, status="failed")
@@ -101,7 +109,7 @@ def index_pdf(
         if not path.is_file():
             raise BadPdfError(path, None, "no such file")
         report.book_id = book_id = book_id_of(path)
-        existing = index.store.get_book(book_id)
+        existing = index.book(book_id)
         if existing is not None and existing.complete:
             report.status = "already indexed"
             return report
@@ -114,14 +122,14 @@ def index_pdf(
         return report
     with doc:
         book = _start_book(index, path, book_id, doc, meta or BookMeta(), existing)
-        _keep_source_copy(index.settings, path, book_id)
-        stored = index.store.page_numbers(book_id)
+        _keep_source_copy(path, index.source_path(book_id))
+        stored = index.stored_pages(book_id)
         todo = [n for n in range(1, doc.page_count + 1) if n not in stored]
         done = doc.page_count - len(todo)
         if progress:
             progress(done, doc.page_count)
-        batch_size = max(PAGES_PER_BATCH, index.settings.page_encoder_concurrency)
-        batches = _batches(_extract_all(doc, index.settings, todo, report), batch_size)
+        batch_size = max(PAGES_PER_BATCH, settings.page_encoder_concurrency)
+        batches = _batches(_extract_all(doc, settings, todo, report), batch_size)
         times = report.stage_seconds
 
         def next_batch() -> list[ExtractedPage] | None:
@@ -144,14 +152,12 @@ def index_pdf(
                     report.retryable = True
                     return report
                 with _timed(times, "store"):
-                    index.store.upsert_pages(points)
+                    index.add_pages(points)
                 done += len(batch)
                 report.pages_indexed += len(batch)
                 if progress:
                     progress(done + len(report.page_errors), doc.page_count)
-    book.failed_pages = sorted(e.page for e in report.page_errors if e.page is not None)
-    book.status = "complete"
-    index.store.put_book(book)
+    book = index.finish_book(book, [e.page for e in report.page_errors if e.page is not None])
     report.replaced = _remove_replaced(index, book)
     report.status = "indexed"
     report.seconds = time.monotonic() - started
@@ -167,18 +173,17 @@ def _start_book(
         title=meta.title or info.get("title") or path.stem,
         edition=meta.edition,
         license=meta.license,
-        source_name=path.name,
+        source_name=meta.source_name or path.name,
         organ_systems=list(meta.organ_systems),
         page_count=doc.page_count,
-        status="indexing",
-        added_at=existing.added_at if existing else datetime.now(UTC).isoformat(timespec="seconds"),
+        added_at=meta.added_at
+        or (existing.added_at if existing else datetime.now(UTC).isoformat(timespec="seconds")),
     )
-    index.encoders  # refuse a mismatched index before anything is written
-    index.store.put_book(book)
+    index.start_book(book)
     return book
 
 
-def _extract_all(doc, settings: Settings, pages: list[int], report: IndexReport) -> Iterator[ExtractedPage]:
+def _extract_all(doc, settings: IndexerSettings, pages: list[int], report: IndexReport) -> Iterator[ExtractedPage]:
     """Extract pages in order; a page that fails is reported and skipped, the rest go on."""
     remaining = list(pages)
     while remaining:
@@ -269,9 +274,8 @@ def _embed_page_chunks(text_encoder: TextEncoder, texts: list[str]) -> list[np.n
     return np.split(vectors, ends[:-1]) if len(texts) else []
 
 
-def _keep_source_copy(settings: Settings, path: Path, book_id: str) -> None:
+def _keep_source_copy(path: Path, target: Path) -> None:
     """A copy of the PDF under the data directory, so `reindex` needs no access to the original."""
-    target = settings.books_dir / f"{book_id}.pdf"
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -285,30 +289,13 @@ def _keep_source_copy(settings: Settings, path: Path, book_id: str) -> None:
 
 def _remove_replaced(index: PageIndex, book: BookRecord) -> list[str]:
     """Older books indexed from a file of the same name are replaced by this one."""
-    old = [b.book_id for b in index.store.list_books() if b.source_name == book.source_name and b.book_id != book.book_id]
+    old = [b.book_id for b in index.books() if b.source_name == book.source_name and b.book_id != book.book_id]
     for book_id in old:
-        remove_book(index, book_id)
+        index.remove_book(book_id)
     return old
 
 
-def remove_book(index: PageIndex, book_id: str) -> bool:
-    """Remove a book, its pages and its source copy. False if there is no such book.
-
-    The record is first marked `removing` (not searchable), so a crash part-way leaves nothing
-    visible and running the removal again finishes it.
-    """
-    book = index.store.get_book(book_id)
-    if book is None:
-        return False
-    book.status = "removing"
-    index.store.put_book(book)
-    index.store.delete_book_pages(book_id)
-    index.store.delete_book(book_id)
-    (index.settings.books_dir / f"{book_id}.pdf").unlink(missing_ok=True)
-    return True
-
-
-def reindex(settings: Settings, book_id: str | None = None, progress: Callable[[str], Progress] | None = None) -> list[IndexReport]:
+def reindex(settings: IndexerSettings, book_id: str | None = None, progress: Callable[[str], Progress] | None = None) -> list[IndexReport]:
     """Rebuild books from their stored source copies with the configured encoders.
 
     Without `book_id` the whole index is dropped and rebuilt (needed after changing encoders);
@@ -320,39 +307,24 @@ def reindex(settings: Settings, book_id: str | None = None, progress: Callable[[
             books = [BookRecord.model_validate(b) for b in json.loads(plan_path.read_text())]
         else:
             index = PageIndex(settings)
-            books = index.store.list_books()
+            books = index.books()
             plan_path.parent.mkdir(parents=True, exist_ok=True)
             plan_path.write_text(json.dumps([b.model_dump() for b in books]))
-            index.store.drop()
+            index.drop()
             index.close()
     index = PageIndex(settings)
     try:
         if book_id is not None:
-            book = index.store.get_book(book_id)
-            if book is None:
-                raise KeyError(f"no book with id {book_id!r} in the index")
-            books = [book]
-            index.encoders  # a single book can only be rebuilt with the encoders the index was built with
-            index.store.delete_book_pages(book_id)
-            book.status = "indexing"
-            index.store.put_book(book)
+            # a single book can only be rebuilt with the encoders the index was built with
+            books = [index.clear_book(book_id)]
         reports = []
         for book in books:
-            source = settings.books_dir / f"{book.book_id}.pdf"
-            meta = BookMeta(book.title, book.edition, book.license, book.organ_systems)
+            source = index.source_path(book.book_id)
+            meta = BookMeta(book.title, book.edition, book.license, book.organ_systems, book.source_name, book.added_at)
             report = index_pdf(index, source, meta, progress(book.title) if progress else None)
             report.path = Path(book.source_name or source.name)  # reports name the user's file, not the copy
-            if report.status != "failed":
-                _restore_source_name(index, book)
             reports.append(report)
         plan_path.unlink(missing_ok=True)
         return reports
     finally:
         index.close()
-
-
-def _restore_source_name(index: PageIndex, old: BookRecord) -> None:
-    book = index.store.get_book(old.book_id)
-    if book is not None and book.source_name != old.source_name:
-        book.source_name, book.added_at = old.source_name, old.added_at
-        index.store.put_book(book)

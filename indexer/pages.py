@@ -23,8 +23,8 @@ import pymupdf
 from PIL import Image
 
 from indexer.page_kinds import CONTENTS, FRONT, FRONT_MATTER_PAGES, Row, page_kind
+from indexer.settings import IndexerSettings
 from rag.models import BODY_PAGE
-from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def pdf_metadata(doc: pymupdf.Document) -> dict[str, str]:
 
 
 def extract_pages(
-    doc: pymupdf.Document, settings: Settings, pages: Iterable[int] | None = None
+    doc: pymupdf.Document, settings: IndexerSettings, pages: Iterable[int] | None = None
 ) -> Iterator[ExtractedPage]:
     """Yield the given 1-based pages (all by default) in order.
 
@@ -195,7 +195,7 @@ def _load_page(doc: pymupdf.Document, path: Path, number: int) -> pymupdf.Page:
         return doc.load_page(number - 1)
 
 
-def _extract_page(page: pymupdf.Page, path: Path, settings: Settings, sections: _SectionTracker) -> ExtractedPage:
+def _extract_page(page: pymupdf.Page, path: Path, settings: IndexerSettings, sections: _SectionTracker) -> ExtractedPage:
     number = page.number + 1
     with _failing_as(path, number, "cannot read page label"):
         label = page.get_label() or str(number)
@@ -446,11 +446,11 @@ class _SectionTracker:
 # --- OCR ----------------------------------------------------------------------------------
 
 
-def _needs_ocr(layout: _Layout, settings: Settings) -> bool:
+def _needs_ocr(layout: _Layout, settings: IndexerSettings) -> bool:
     return settings.ocr and sum(not char.isspace() for char in layout.text) < settings.ocr_min_chars
 
 
-def _ocr_textpage(page: pymupdf.Page, settings: Settings) -> pymupdf.TextPage | None:
+def _ocr_textpage(page: pymupdf.Page, settings: IndexerSettings) -> pymupdf.TextPage | None:
     """OCR the whole page with Tesseract; None (text layer kept) when Tesseract is unavailable or fails."""
     tessdata = _tessdata(settings.ocr_language)
     if tessdata is None:

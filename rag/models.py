@@ -86,18 +86,24 @@ class PagePoint:
     sparse: dict[str, SparseVector] = field(default_factory=dict)
 
 
-class PageHit(BaseModel):
-    """One page found by a search."""
+class CitedPage(BaseModel):
+    """A page as every result names it, from a search hit to an answer's citation over HTTP."""
 
     book_id: str
     title: str = ""
-    page: int
-    page_label: str = ""
+    page: int = Field(description="1-based page number in the PDF.")
+    page_label: str = Field("", description="Printed page label, e.g. 'xii' or '213'.")
+    section: str = Field("", description="The page's section path, outermost first, joined by ' > '.")
+    score: float = 0.0
+    snippet: str = ""
+    image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
+
+
+class PageHit(CitedPage):
+    """One page found by a search: a cited page with how each channel ranked it."""
+
     section_path: list[str] = Field(default_factory=list)
-    score: float
     channel_scores: dict[str, float] = Field(default_factory=dict)
     channel_ranks: dict[str, int] = Field(default_factory=dict)
-    snippet: str = ""
-    image_key: str = ""
     page_kind: str = BODY_PAGE
     text: str = Field("", exclude=True, repr=False)

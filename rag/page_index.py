@@ -1,4 +1,8 @@
-"""The page index: the vector store, the encoders that fill it and the page images, kept consistent.
+"""The page index: the library of books as rag keeps it. The only way into the vector store.
+
+It holds the vector store, the encoders that fill it and the page images, kept consistent, and
+answers for books (list, resolve, status, remove, their pages and page images) for the indexer, the
+agent and the server alike; they never reach the store themselves.
 
 The index records which encoders built it, and how (the page encoder's `pooling` names the layout
 of the visual candidate vectors: FDE parameters and centroids). Searching or adding with different
@@ -10,11 +14,12 @@ from __future__ import annotations
 
 import uuid
 from functools import cached_property
+from pathlib import Path
 
 from rag.encoders import Encoders, load_encoders
-from rag.models import BookRecord, EncoderInfo
+from rag.models import BookRecord, EncoderInfo, PagePoint, PageRecord
 from rag.page_images import PageImageStore
-from rag.settings import Settings
+from rag.settings import RagSettings
 from rag.store import VectorStore, open_store
 
 # Page point ids are derived from (book, page) so re-indexing a page overwrites it, never duplicates it.
@@ -26,6 +31,13 @@ class EncoderMismatchError(RuntimeError):
     """The index was built with other encoders than the configured ones."""
 
 
+class NotInIndexError(LookupError):
+    """No such book or page (or a reference that names several books); the message says which."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 def page_point_id(book_id: str, page: int) -> str:
     return str(uuid.uuid5(_POINT_NAMESPACE, f"{book_id}:{page}"))
 
@@ -34,7 +46,7 @@ class PageIndex:
     """Opens the store lazily and loads encoders on first use (loading models takes seconds)."""
 
     def __init__(
-        self, settings: Settings, store: VectorStore | None = None, encoders: Encoders | None = None
+        self, settings: RagSettings, store: VectorStore | None = None, encoders: Encoders | None = None
     ) -> None:
         self.settings = settings
         self._store = store
@@ -71,8 +83,106 @@ class PageIndex:
             )
         self.store.ensure_schema(encoders.vector_specs())
 
+    def with_settings(self, settings: RagSettings) -> PageIndex:
+        """The same store and encoders under other query-time settings (e.g. fusion weights)."""
+        return PageIndex(settings, store=self.store, encoders=self.encoders)
+
+    # --- books -----------------------------------------------------------------------------
+    def books(self) -> list[BookRecord]:
+        """Every book record, whatever its status."""
+        return self.store.list_books()
+
     def complete_books(self) -> list[BookRecord]:
-        return [book for book in self.store.list_books() if book.complete]
+        """The searchable books."""
+        return [book for book in self.books() if book.complete]
+
+    def book(self, book_id: str) -> BookRecord | None:
+        return self.store.get_book(book_id)
+
+    def resolve_book(self, ref: str) -> BookRecord:
+        """The one book that `ref` names: its id, a unique id prefix, or the file name it was indexed from."""
+        books = self.books()
+        matches = [b for b in books if b.book_id == ref] or [
+            b for b in books if b.book_id.startswith(ref) or b.source_name == ref
+        ]
+        if len(matches) != 1:
+            raise NotInIndexError(f"{'several books match' if matches else 'no book matches'} {ref!r}")
+        return matches[0]
+
+    def count_pages(self, book_id: str) -> int:
+        return self.store.count_pages(book_id)
+
+    def stored_pages(self, book_id: str) -> set[int]:
+        """Page numbers of the book already stored (an interrupted indexing run resumes after them)."""
+        return self.store.page_numbers(book_id)
+
+    def source_path(self, book_id: str) -> Path:
+        """Where the copy of the book's PDF is kept (so it can be rebuilt without the original)."""
+        return self.settings.books_dir / f"{book_id}.pdf"
+
+    def start_book(self, book: BookRecord) -> None:
+        """Record a book as `indexing` (never searchable) before any of its pages is stored."""
+        self.encoders  # refuse a mismatched index before anything is written
+        self.store.put_book(book.model_copy(update={"status": "indexing"}))
+
+    def add_pages(self, points: list[PagePoint]) -> None:
+        """Store pages (durably): a page stored again under the same (book, page) replaces itself."""
+        self.store.upsert_pages(points)
+
+    def finish_book(self, book: BookRecord, failed_pages: list[int]) -> BookRecord:
+        """Make a book searchable, with the pages that could not be read."""
+        book = book.model_copy(update={"status": "complete", "failed_pages": sorted(failed_pages)})
+        self.store.put_book(book)
+        return book
+
+    def clear_book(self, book_id: str) -> BookRecord:
+        """Hide a book and delete its pages, to be indexed again (`start_book` and on)."""
+        book = self.book(book_id)
+        if book is None:
+            raise NotInIndexError(f"no book with id {book_id!r} in the index")
+        self.start_book(book)
+        self.store.delete_book_pages(book_id)
+        return book
+
+    def remove_book(self, book_id: str) -> bool:
+        """Remove a book, its pages and its source copy. False if there is no such book.
+
+        The record is first marked `removing` (not searchable), so a crash part-way leaves nothing
+        visible and running the removal again finishes it.
+        """
+        book = self.book(book_id)
+        if book is None:
+            return False
+        self.store.put_book(book.model_copy(update={"status": "removing"}))
+        self.store.delete_book_pages(book_id)
+        self.store.delete_book(book_id)
+        self.source_path(book_id).unlink(missing_ok=True)
+        return True
+
+    def drop(self) -> None:
+        """Delete every book and page (a full rebuild; the page images and source copies stay)."""
+        self.store.drop()
+
+    # --- pages -----------------------------------------------------------------------------
+    def page(self, book_id: str, page: int) -> PageRecord | None:
+        """One stored page of a book, whatever the book's status."""
+        point = page_point_id(book_id, page)
+        return self.store.get_pages([point]).get(point)
+
+    def page_image(self, book_id: str, page: int, max_side: int | None = None) -> bytes:
+        """The stored WebP of a page of a complete book, or a thumbnail no larger than `max_side`."""
+        book = self.book(book_id)
+        if book is None or not book.complete:
+            raise NotInIndexError("no such book")
+        record = self.page(book_id, page)
+        if record is None or not record.image_key:
+            raise NotInIndexError("no such page")
+        try:
+            if max_side is None:
+                return self.images.path(record.image_key).read_bytes()
+            return self.images.thumbnail(record.image_key, max_side)
+        except (KeyError, FileNotFoundError, ValueError):
+            raise NotInIndexError("no image for this page") from None
 
     def close(self) -> None:
         if self._store is not None:

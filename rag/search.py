@@ -36,7 +36,7 @@ from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT
 from rag.encoders.multivector import FixedDimensionalEncoder
 from rag.models import OUTSIDE_BODY_PAGES, BookRecord, PageHit, SparseVector
 from rag.page_index import PageIndex
-from rag.settings import Settings
+from rag.settings import RagSettings
 from rag.encoders.sparse import merge_weighted
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from rag.terminology import find_alternatives
@@ -84,12 +84,12 @@ Embedded = dict[str, np.ndarray]  # channel -> the query text's vector(s), compu
 
 def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
     """The best pages for a text and/or image query, best first. Raises SearchError."""
-    return _search(index, query, {}, index.store.list_books())
+    return _search(index, query, {}, index.books())
 
 
 def search_many(index: PageIndex, queries: Sequence[SearchQuery], workers: int = 1) -> list[SearchResult]:
     """The results of several queries, in order; a query that cannot be served gets its error."""
-    books = index.store.list_books()
+    books = index.books()
     embedded = _embed_texts(index, queries)
 
     def run(position: int) -> SearchResult:
@@ -126,6 +126,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
                 title=record.title,
                 page=record.page,
                 page_label=record.page_label,
+                section=" > ".join(record.section_path),
                 section_path=record.section_path,
                 score=score,
                 channel_scores=_channel_values(rankings, point_id, lambda rank, hit: hit.score),
@@ -139,7 +140,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
     return hits
 
 
-def _channel_limit(settings: Settings, channel: str, top_k: int) -> int:
+def _channel_limit(settings: RagSettings, channel: str, top_k: int) -> int:
     """How many candidates a channel brings to fusion (never fewer than the search returns)."""
     wanted = settings.visual_prefetch_limit if channel in VISUAL_CHANNELS else settings.prefetch_limit
     return max(wanted, top_k)

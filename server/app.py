@@ -1,6 +1,6 @@
 """The FastAPI app: a thin HTTP layer over the agent (questions) and the indexer (books).
 
-`create_app(settings)` builds everything from the one Settings object and includes one router per
+`create_app(settings)` builds everything from the one ServerSettings object and includes one router per
 API (server/routers/); the routes only translate requests -> agent/indexer calls (CPU-bound work in
 worker threads) and results -> protocol models. Questions and images are never logged.
 """
@@ -17,16 +17,16 @@ from starlette.concurrency import run_in_threadpool
 
 import rag  # noqa: F401  (torch/torchvision compatibility before any model library is imported)
 from rag.page_index import PageIndex
-from rag.settings import Settings
 from server.dependencies import Services
 from server.errors import install_error_handlers
 from server.limits import BodyLimitMiddleware
 from server.routers import ask, books, health, openai, pages, web
+from server.settings import ServerSettings
 
 
-def create_app(settings: Settings | None = None, index: PageIndex | None = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None, index: PageIndex | None = None) -> FastAPI:
     """The app; `index` lets a caller share an already open page index (tests, embedding)."""
-    settings = settings or Settings()
+    settings = settings or ServerSettings()
     services = Services(settings, index)
 
     @asynccontextmanager

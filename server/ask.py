@@ -14,12 +14,12 @@ from agent import ResultEvent
 from agent.api import AgentStopped
 from agent.errors import AgentInputError
 from agent.images import ImageTooLargeError
-from rag.settings import Settings
 from server.errors import TIMEOUT_MESSAGE, ApiError, error_body
 from server.images import check_image_count, images_bytes
 from server.protocol import AskRequest, event_json
 from server.results import ask_response
 from server.runs import StreamedRun
+from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _validated(fields: object) -> AskRequest:
         raise RequestValidationError(error.errors()) from None
 
 
-async def read_question(request: Request, settings: Settings) -> Question:
+async def read_question(request: Request, settings: ServerSettings) -> Question:
     if request.headers.get("content-type", "").startswith(_FORM_TYPES):
         return await _form_question(request, settings)
     try:
@@ -87,7 +87,7 @@ async def read_question(request: Request, settings: Settings) -> Question:
     return Question(ask, await images_bytes(ask.images, settings))
 
 
-async def _form_question(request: Request, settings: Settings) -> Question:
+async def _form_question(request: Request, settings: ServerSettings) -> Question:
     form = await request.form(max_files=settings.agent_max_images + 1, max_fields=200)
     fields: dict = {"question": form.get("question") or ""}
     for name in ("choices", "books", "organ_systems"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from rag.settings import Settings
+from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Principal:
 class KeyChecker:
     """Decides who a request is from. Without keys the server refuses to start unless anonymous use is allowed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         self.admin_keys = _keys(settings.admin_api_keys)
         self.user_keys = _keys(settings.api_keys)
         self.anonymous = settings.allow_anonymous

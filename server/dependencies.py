@@ -10,17 +10,17 @@ from fastapi import Depends, Request
 
 from agent import Agent
 from rag.page_index import PageIndex
-from rag.settings import Settings
 from server.auth import KeyChecker, Principal
 from server.jobs import JobStore, JobWorker
 from server.metrics import Metrics
 from server.runs import QuestionSlots
+from server.settings import ServerSettings
 
 
 class Services:
-    """Settings, index, agent, keys, question slots, jobs and metrics of one app."""
+    """ServerSettings, index, agent, keys, question slots, jobs and metrics of one app."""
 
-    def __init__(self, settings: Settings, index: PageIndex | None) -> None:
+    def __init__(self, settings: ServerSettings, index: PageIndex | None) -> None:
         self.settings = settings
         self.keys = KeyChecker(settings)  # refuses to start without keys unless anonymous use is allowed
         self.owns_index = index is None

@@ -1,7 +1,7 @@
 """Errors -> HTTP responses, all in one place: every error body is `{"error": {"message", "type"}}`.
 
-Routes raise `ApiError` for their own refusals; errors from the agent, the auth check, the page encoder
-and the time limit are mapped here by their type (never by the text of their message).
+Routes raise `ApiError` for their own refusals; errors from the agent, the auth check, the index, the
+page encoder and the time limit are mapped here by their type (never by the text of their message).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent.errors import AgentInputError
 from agent.images import ImageTooLargeError
 from rag.encoders.served import EncoderServiceError
+from rag.page_index import NotInIndexError
 from server.auth import AuthError
 from server.protocol import ErrorBody, ErrorResponse
 
@@ -72,6 +73,10 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
     return error_response(error.status_code, message, "not_found" if error.status_code == 404 else "invalid_request_error")
 
 
+async def _not_in_index(request: Request, error: NotInIndexError) -> JSONResponse:
+    return error_response(404, str(error), "not_found")
+
+
 async def _encoder_unavailable(request: Request, error: EncoderServiceError) -> JSONResponse:
     log.warning("page encoder failed on %s %s: %s", request.method, request.url.path, error)
     return error_response(503, str(error), "service_unavailable")
@@ -92,6 +97,7 @@ _HANDLERS = (  # the handler of an error's nearest type in this table answers it
     (AgentInputError, _input_error),
     (RequestValidationError, _validation_error),
     (StarletteHTTPException, _http_error),
+    (NotInIndexError, _not_in_index),  # no such book or page
     (EncoderServiceError, _encoder_unavailable),  # the served page encoder is down: 503, clients retry
     (TimeoutError, _timeout),
     (Exception, _internal_error),

@@ -13,17 +13,17 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.errors import AgentInputError
 from agent.images import ImageInputError, ImageTooLargeError
-from rag.settings import Settings
+from server.settings import ServerSettings
 
 _MAX_REDIRECTS = 3
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.ASCII)
 
 
-def allowed_hosts(settings: Settings) -> set[str]:
+def allowed_hosts(settings: ServerSettings) -> set[str]:
     return {host.strip().lower() for host in settings.image_url_hosts.split(",") if host.strip()}
 
 
-def image_bytes(reference: str, settings: Settings, name: str) -> bytes:
+def image_bytes(reference: str, settings: ServerSettings, name: str) -> bytes:
     """The bytes of one image reference; `ImageInputError` (a 4xx) for anything unusable or refused."""
     reference = (reference or "").strip()
     limit = settings.agent_max_image_bytes
@@ -82,13 +82,13 @@ def _fetch(url: str, hosts: set[str], limit: int, timeout_s: float, name: str) -
         raise ImageInputError(f"{name}: cannot fetch the image URL ({type(error).__name__})") from None
 
 
-def check_image_count(count: int, settings: Settings, note: str = " (agent_max_images)") -> None:
+def check_image_count(count: int, settings: ServerSettings, note: str = " (agent_max_images)") -> None:
     """`AgentInputError` (a 422) for more images than a question may carry."""
     if count > settings.agent_max_images:
         raise AgentInputError(f"{count} images given; at most {settings.agent_max_images} are accepted{note}")
 
 
-async def images_bytes(references: list[str], settings: Settings, note: str = " (agent_max_images)") -> list[bytes]:
+async def images_bytes(references: list[str], settings: ServerSettings, note: str = " (agent_max_images)") -> list[bytes]:
     """The bytes of a request's image references, read one by one in worker threads (downloads block)."""
     check_image_count(len(references), settings, note)
     return [await run_in_threadpool(image_bytes, ref, settings, f"image {n}") for n, ref in enumerate(references, start=1)]

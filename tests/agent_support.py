@@ -9,7 +9,7 @@ import pytest
 
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
-from rag.settings import Settings
+from server.settings import ServerSettings
 from tests.conftest import write_pathology_book
 
 HODGKIN_PAGE_LABEL = "102"  # the page on Reed-Sternberg cells
@@ -20,11 +20,11 @@ MCQ_CHOICES = ["Reed-Sternberg cells with owl-eye nucleoli", "Langhans giant cel
 @dataclass
 class AgentLibrary:
     index: PageIndex
-    settings: Settings
+    settings: ServerSettings
     book_id: str
 
 
-def agent_settings(data_dir: Path, **overrides) -> Settings:
+def agent_settings(data_dir: Path, **overrides) -> ServerSettings:
     base = dict(
         _env_file=None,
         data_dir=data_dir,
@@ -34,7 +34,7 @@ def agent_settings(data_dir: Path, **overrides) -> Settings:
         vlm_max_retries=0,
         vlm_timeout_s=10,
     )
-    return Settings(**(base | overrides))
+    return ServerSettings(**(base | overrides))
 
 
 @pytest.fixture(scope="session")

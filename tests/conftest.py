@@ -25,18 +25,18 @@ def tiny_colqwen2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def text_encoder():
     """The real all-MiniLM-L6-v2 text encoder (offline package), loaded once per session."""
     from rag.encoders.text import load_text_encoder
-    from rag.settings import Settings
+    from rag.settings import RagSettings
 
-    return load_text_encoder(Settings(text_encoder="sentence-transformers/all-MiniLM-L6-v2"))
+    return load_text_encoder(RagSettings(text_encoder="sentence-transformers/all-MiniLM-L6-v2"))
 
 
 @pytest.fixture(scope="session")
 def tiny_page_encoder(tiny_colqwen2_path: Path):
     """The tiny ColQwen2 loaded as a page encoder on the CPU, once per session."""
     from rag.encoders.page import load_page_encoder
-    from rag.settings import Settings
+    from rag.settings import RagSettings
 
-    return load_page_encoder(Settings(_env_file=None, page_encoder=str(tiny_colqwen2_path), device="cpu"))
+    return load_page_encoder(RagSettings(_env_file=None, page_encoder=str(tiny_colqwen2_path), device="cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -334,6 +334,8 @@ def test_follow_up_in_a_thread_sees_the_earlier_turn(make_agent, vlm, thread_set
     assert result.thread_id == "thread-follow-up"
     # Per-question state does not leak between turns: the trace and pages are this question's own.
     assert [e.type for e in result.trace].count("route") == 1
+    assert events(result, SearchEvent)[0].hits[0].ref == "P1"  # this question's pages, numbered afresh
+    assert not result.warnings
     # Another thread starts empty.
     vlm.script(plan("x"), inspection(), answer())
     agent.run("Unrelated question?", thread_id="thread-other")

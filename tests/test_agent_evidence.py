@@ -211,7 +211,7 @@ def test_ask_prints_an_evidence_only_answer(cli_env) -> None:
     assert result.exit_code == 0, result.output
     assert "evidence only" in result.stdout and "choice: A" in result.stdout
     assert f"page {HODGKIN_PAGE_LABEL} (pdf page 2)" in result.stdout
-    assert "route (rules): search 4 queries" in result.stdout
+    assert "Planning (rules): 4 searches." in result.stdout
 
 
 def test_ask_json(cli_env) -> None:

@@ -11,8 +11,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from agent.settings import AgentSettings
+from indexer.settings import IndexerSettings
 from pathorag.cli import app
-from rag.settings import Settings
+from rag.settings import RagSettings
+from server.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTING_LINE = re.compile(r"^(#\s*)?PATHORAG_([A-Z0-9_]+)=(.*)$")
@@ -82,7 +85,7 @@ def test_compose_pathorag_points_at_the_other_services(compose):
         assert env["PATHORAG_QDRANT_URL"] == "http://qdrant:6333"
         assert env["PATHORAG_VLM_BASE_URL"] == "http://vllm:8000/v1"
         assert env["PATHORAG_DATA_DIR"] == "/data"
-        assert set(env) <= {f"PATHORAG_{f.upper()}" for f in Settings.model_fields}, "unknown setting in compose"
+        assert set(env) <= {f"PATHORAG_{f.upper()}" for f in ServerSettings.model_fields}, "unknown setting in compose"
     # The answerer pathorag asks for is the one vLLM serves.
     served = services["vllm"]["command"][services["vllm"]["command"].index("--model") + 1]
     assert _env(services["pathorag"])["PATHORAG_VLM_MODEL"] == served
@@ -131,24 +134,50 @@ def _example_lines() -> list[re.Match]:
 def test_env_example_names_exactly_the_settings():
     names = [m.group(2).lower() for m in _example_lines()]
     assert len(names) == len(set(names)), "a setting appears twice"
-    assert set(names) == set(Settings.model_fields), (
-        f"missing: {set(Settings.model_fields) - set(names)}; not settings: {set(names) - set(Settings.model_fields)}"
+    assert set(names) == set(ServerSettings.model_fields), (
+        f"missing: {set(ServerSettings.model_fields) - set(names)}; not settings: {set(names) - set(ServerSettings.model_fields)}"
     )
 
 
 def test_env_example_is_a_valid_configuration(monkeypatch, tmp_path):
-    for name in Settings.model_fields:
+    for name in ServerSettings.model_fields:
         monkeypatch.delenv(f"PATHORAG_{name.upper()}", raising=False)
-    settings = Settings(_env_file=ROOT / ".env.example")
+    settings = ServerSettings(_env_file=ROOT / ".env.example")
     active = {m.group(2).lower(): m.group(3) for m in _example_lines() if not m.group(1)}
     for name in active:  # the active lines are the defaults
-        assert getattr(settings, name) == Settings.model_fields[name].get_default(call_default_factory=True), name
+        assert getattr(settings, name) == ServerSettings.model_fields[name].get_default(call_default_factory=True), name
     # The commented examples parse too.
     uncommented = tmp_path / ".env"
     uncommented.write_text("\n".join(f"PATHORAG_{m.group(2)}={m.group(3)}" for m in _example_lines()) + "\n")
-    full = Settings(_env_file=uncommented)
+    full = ServerSettings(_env_file=uncommented)
     assert full.qdrant_url == "http://qdrant:6333"
     assert full.vlm_base_url == "http://vllm:8000/v1"
+
+
+def test_each_package_reads_its_own_section_of_env_example(monkeypatch):
+    """Each section of .env.example names the package whose settings declare its variables, and that
+    package's settings read them from the environment (set to the example's values)."""
+    parts = {"rag": RagSettings, "indexer": IndexerSettings, "agent": AgentSettings, "server": ServerSettings}
+    own = {pkg: set(cls.model_fields) - set().union(*(b.model_fields for b in cls.__bases__ if b in parts.values()))
+           for pkg, cls in parts.items()}
+    assert sum(len(names) for names in own.values()) == len(ServerSettings.model_fields)  # no field declared twice
+    section = None
+    seen = set()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if heading := re.match(r"# === \w+ \((\w+)\) =", line):
+            section = heading.group(1)
+        elif (m := SETTING_LINE.match(line)) and section in parts:
+            name = m.group(2).lower()
+            assert name in own[section], f"PATHORAG_{m.group(2)} is in the {section} section but not declared there"
+            monkeypatch.setenv(f"PATHORAG_{m.group(2)}", m.group(3))
+            seen.add(name)
+    assert seen == set(ServerSettings.model_fields)
+    everything = ServerSettings(_env_file=None)
+    for pkg, cls in parts.items():
+        settings = cls(_env_file=None)
+        for name in cls.model_fields:
+            assert getattr(settings, name) == getattr(everything, name), (pkg, name)
+    assert everything.qdrant_url == "http://qdrant:6333" and everything.vlm_base_url == "http://vllm:8000/v1"
 
 
 # --- Dockerfile -----------------------------------------------------------------------------------

@@ -3,12 +3,12 @@
 import re
 from pathlib import Path
 
-from rag.settings import Settings
+from server.settings import ServerSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_configuration_table_matches_settings():
     rows = set(re.findall(r"^\| `PATHORAG_([A-Z0-9_]+)` \|", README.read_text(), flags=re.MULTILINE))
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {name.upper() for name in ServerSettings.model_fields}
     assert rows == fields, f"missing from README: {fields - rows}; not settings: {rows - fields}"

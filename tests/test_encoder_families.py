@@ -11,13 +11,13 @@ import pytest
 
 import tests.tiny_models as tiny
 from indexer.jobs import index_pdf
+from indexer.settings import IndexerSettings
 from rag.encoders import Encoders
 from rag.encoders.colpali import detect_family
 from rag.encoders.page import load_page_encoder
 from rag.encoders.sparse import Bm25Encoder
 from rag.page_index import PageIndex
 from rag.search import SearchQuery, search_pages
-from rag.settings import Settings
 from tests.conftest import PATHOLOGY_PAGES, write_pathology_book
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def test_family_loads_embeds_and_round_trips_through_the_index(family: str, tmp_
     build, dim = FAMILIES[family]
     path = build(tmp_path / f"tiny-{family}")
     assert detect_family(str(path)).name == family
-    settings = Settings(
+    settings = IndexerSettings(
         _env_file=None, data_dir=tmp_path / "data", page_encoder=str(path), device="cpu", ocr=False, render_dpi=72
     )
     encoder = load_page_encoder(settings)

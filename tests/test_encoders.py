@@ -13,13 +13,13 @@ from rag.encoders.devices import EncoderLoadError, resolve_dtype
 from rag.encoders.sparse import Bm25Encoder, merge_weighted
 from rag.encoders.text import TextEncoder
 from rag.models import SparseVector
-from rag.settings import Settings
+from rag.settings import RagSettings
 
 # --- text encoder (real all-MiniLM-L6-v2) ------------------------------------------------------
 
 
 def _chunker(text_encoder: TextEncoder, words: int, overlap: int) -> TextEncoder:
-    return TextEncoder(text_encoder.model, text_encoder.info, Settings(chunk_words=words, chunk_overlap=overlap))
+    return TextEncoder(text_encoder.model, text_encoder.info, RagSettings(chunk_words=words, chunk_overlap=overlap))
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_unloadable_text_model_raises() -> None:
     from rag.encoders.text import load_text_encoder
 
     with pytest.raises(EncoderLoadError, match="no-such-org/no-such-model"):
-        load_text_encoder(Settings(text_encoder="no-such-org/no-such-model", device="cpu"))
+        load_text_encoder(RagSettings(text_encoder="no-such-org/no-such-model", device="cpu"))
 
 
 # --- page encoder (tiny random ColQwen2) -------------------------------------------------------
@@ -100,7 +100,7 @@ PAGES = [
 def page_encoder(tiny_colqwen2_path: Path):
     from rag.encoders.page import load_page_encoder
 
-    return load_page_encoder(Settings(page_encoder=str(tiny_colqwen2_path), device="cpu", page_batch_size=3))
+    return load_page_encoder(RagSettings(page_encoder=str(tiny_colqwen2_path), device="cpu", page_batch_size=3))
 
 
 def _assert_clean(multivectors: list[np.ndarray], dim: int) -> None:
@@ -155,7 +155,7 @@ def test_query_images_and_page_vectors(page_encoder) -> None:
 def test_token_pooling_reduces_vectors(tiny_colqwen2_path: Path, page_encoder) -> None:
     from rag.encoders.page import load_page_encoder
 
-    pooling = load_page_encoder(Settings(page_encoder=str(tiny_colqwen2_path), device="cpu", token_pooling_factor=2))
+    pooling = load_page_encoder(RagSettings(page_encoder=str(tiny_colqwen2_path), device="cpu", token_pooling_factor=2))
     assert "pooling x2" in pooling.info.pooling
     full = page_encoder.embed_pages(PAGES[:2])
     pooled = pooling.embed_pages(PAGES[:2])
@@ -181,9 +181,9 @@ def test_family_detection(tiny_colqwen2_path: Path) -> None:
 def test_page_encoder_none_and_auto_unavailable(caplog: pytest.LogCaptureFixture) -> None:
     from rag.encoders.page import load_page_encoder
 
-    assert load_page_encoder(Settings(page_encoder="none")) is None
+    assert load_page_encoder(RagSettings(page_encoder="none")) is None
     with caplog.at_level(logging.WARNING, logger="rag.encoders.colpali"):
-        assert load_page_encoder(Settings(page_encoder="auto", device="cpu")) is None
+        assert load_page_encoder(RagSettings(page_encoder="auto", device="cpu")) is None
     ours = [r for r in caplog.records if r.name == "rag.encoders.colpali"]
     assert len(ours) == 1 and ours[0].levelno == logging.WARNING
     assert "Visual channel off" in ours[0].getMessage() and "ModernVBERT/colmodernvbert" in ours[0].getMessage()
@@ -193,11 +193,11 @@ def test_explicit_unloadable_page_model_raises(tmp_path: Path) -> None:
     from rag.encoders.page import load_page_encoder
 
     with pytest.raises(EncoderLoadError, match="vidore/colpali-v1.3"):
-        load_page_encoder(Settings(page_encoder="vidore/colpali-v1.3", device="cpu"))
+        load_page_encoder(RagSettings(page_encoder="vidore/colpali-v1.3", device="cpu"))
     empty = tmp_path / "colqwen2-empty"
     empty.mkdir()
     with pytest.raises(EncoderLoadError, match="colqwen2-empty"):
-        load_page_encoder(Settings(page_encoder=str(empty), device="cpu"))
+        load_page_encoder(RagSettings(page_encoder=str(empty), device="cpu"))
 
 
 def test_dtype_choice() -> None:

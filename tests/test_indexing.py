@@ -12,10 +12,10 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from indexer.jobs import PAGES_PER_BATCH, book_id_of, index_pdf, reindex, remove_book
+from indexer.jobs import PAGES_PER_BATCH, book_id_of, index_pdf, reindex
+from indexer.settings import IndexerSettings
 from rag.page_index import EncoderMismatchError, PageIndex, page_point_id
 from rag.search import SearchError, SearchQuery, search_pages
-from rag.settings import Settings
 from tests import pdf_factory
 from tests.conftest import PATHOLOGY_PAGES, write_pathology_book
 
@@ -23,12 +23,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path / "data", page_encoder="none", ocr=False, render_dpi=72)
+def settings(tmp_path: Path) -> IndexerSettings:
+    return IndexerSettings(_env_file=None, data_dir=tmp_path / "data", page_encoder="none", ocr=False, render_dpi=72)
 
 
 @pytest.fixture
-def index(settings: Settings, text_only_encoders):
+def index(settings: IndexerSettings, text_only_encoders):
     index = PageIndex(settings, encoders=text_only_encoders)
     yield index
     index.close()
@@ -45,7 +45,7 @@ def all_pages(index: PageIndex, book_id: str, page_count: int) -> dict:
 # --- a good book --------------------------------------------------------------------------------
 
 
-def test_index_a_text_pdf(tmp_path: Path, index: PageIndex, settings: Settings) -> None:
+def test_index_a_text_pdf(tmp_path: Path, index: PageIndex, settings: IndexerSettings) -> None:
     pdf = write_pathology_book(tmp_path / "essentials.pdf")
     progress: list[tuple[int, int]] = []
 
@@ -101,7 +101,7 @@ def test_adding_the_same_file_again_does_nothing(tmp_path: Path, index: PageInde
 
 
 def test_a_changed_file_with_the_same_name_replaces_the_old_book(
-    tmp_path: Path, index: PageIndex, settings: Settings
+    tmp_path: Path, index: PageIndex, settings: IndexerSettings
 ) -> None:
     pdf = tmp_path / "lecture.pdf"
     pdf_factory.write_text_pdf(pdf, ["Amyloidosis deposits stain apple-green under polarised light with Congo red."] * 2)
@@ -122,12 +122,12 @@ def test_a_changed_file_with_the_same_name_replaces_the_old_book(
     assert all(book_id == new.book_id for book_id, _ in top_pages(index, "amyloid Congo red apple-green"))
 
 
-def test_remove_book(tmp_path: Path, index: PageIndex, settings: Settings) -> None:
+def test_remove_book(tmp_path: Path, index: PageIndex, settings: IndexerSettings) -> None:
     kept = index_pdf(index, write_pathology_book(tmp_path / "kept.pdf", title="Kept"))
     gone = index_pdf(index, pdf_factory.write_text_pdf(tmp_path / "gone.pdf", ["Hyaline arteriolosclerosis in benign nephrosclerosis."]))
     assert gone.status == "indexed"
 
-    assert remove_book(index, gone.book_id) is True
+    assert index.remove_book(gone.book_id) is True
 
     assert index.store.get_book(gone.book_id) is None
     assert index.store.count_pages(gone.book_id) == 0
@@ -135,7 +135,7 @@ def test_remove_book(tmp_path: Path, index: PageIndex, settings: Settings) -> No
     assert all(book_id == kept.book_id for book_id, _ in top_pages(index, "hyaline arteriolosclerosis"))
     with pytest.raises(SearchError, match=gone.book_id):
         search_pages(index, SearchQuery(text="hyaline", books=[gone.book_id]))
-    assert remove_book(index, gone.book_id) is False  # removing twice: nothing left to remove
+    assert index.remove_book(gone.book_id) is False  # removing twice: nothing left to remove
     assert index.store.count_pages(kept.book_id) == len(PATHOLOGY_PAGES)
     assert index.store.get_book(kept.book_id).status == "complete"
 
@@ -184,7 +184,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_bad_files_fail_by_name_and_lose_nothing(tmp_path: Path, index: PageIndex, settings: Settings, kind: str) -> None:
+def test_bad_files_fail_by_name_and_lose_nothing(tmp_path: Path, index: PageIndex, settings: IndexerSettings, kind: str) -> None:
     good = index_pdf(index, write_pathology_book(tmp_path / "good.pdf"))
     assert good.status == "indexed"
     make, reason = BAD_FILES[kind]
@@ -208,7 +208,7 @@ def test_bad_files_fail_by_name_and_lose_nothing(tmp_path: Path, index: PageInde
 
 
 def test_encoder_mismatch_is_refused_until_reindex(
-    tmp_path: Path, settings: Settings, text_only_encoders, visual_encoders, tiny_colqwen2_path: Path
+    tmp_path: Path, settings: IndexerSettings, text_only_encoders, visual_encoders, tiny_colqwen2_path: Path
 ) -> None:
     text_index = PageIndex(settings, encoders=text_only_encoders)
     pdf = write_pathology_book(tmp_path / "essentials.pdf")
@@ -277,7 +277,7 @@ LONG_BOOK_PAGES = 30
 
 
 def test_a_killed_run_resumes_without_duplicates_and_is_never_half_visible(
-    tmp_path: Path, settings: Settings, text_only_encoders
+    tmp_path: Path, settings: IndexerSettings, text_only_encoders
 ) -> None:
     topics = [body for _, body in PATHOLOGY_PAGES]
     pdf = pdf_factory.write_text_pdf(

@@ -10,10 +10,10 @@ import pytest
 
 import indexer.jobs
 from indexer.jobs import index_pdf, reindex
+from indexer.settings import IndexerSettings
 from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT, Encoders
 from rag.page_index import EncoderMismatchError, PageIndex
 from rag.search import SearchQuery, search_pages
-from rag.settings import Settings
 from rag.store import VectorSpec
 from tests.conftest import PATHOLOGY_PAGES, write_pathology_book
 
@@ -35,7 +35,7 @@ def _old_layout_vectors(tokens: np.ndarray, fde: object) -> tuple[dict, dict]:
     return {"page_pooled": mean / np.linalg.norm(mean)}, {PAGE: tokens}
 
 
-def _stored_vectors(settings: Settings) -> set[str]:
+def _stored_vectors(settings: IndexerSettings) -> set[str]:
     config = json.loads((settings.index_dir / "pages" / "edge_config.json").read_text())
     return set(config["vectors"]) | set(config["sparse_vectors"])
 
@@ -43,7 +43,7 @@ def _stored_vectors(settings: Settings) -> set[str]:
 def test_old_visual_layout_is_refused_until_reindex(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visual_encoders: Encoders, tiny_colqwen2_path: Path
 ) -> None:
-    settings = Settings(
+    settings = IndexerSettings(
         _env_file=None, data_dir=tmp_path / "data", page_encoder=str(tiny_colqwen2_path), ocr=False, render_dpi=72
     )
     pdf = write_pathology_book(tmp_path / "essentials.pdf")

@@ -10,9 +10,9 @@ import pytest
 from indexer.jobs import index_pdf
 from indexer.page_kinds import Row, page_kind
 from indexer.pages import extract_pages, open_pdf
+from indexer.settings import IndexerSettings
 from rag.page_index import PageIndex
 from rag.search import SearchQuery, search_pages
-from rag.settings import Settings
 
 CONTENTS = [("Granulomatous inflammation", 2), ("Caseous necrosis", 3), ("Classification of bacilli", 4),
             ("Repair and fibrosis", 6), ("Tumour grading", 9), ("Staging", 11)]
@@ -53,7 +53,7 @@ def _write_book(path: Path) -> Path:
 
 
 def test_listing_pages_are_told_from_body_pages_by_layout(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", ocr=False, render_dpi=72)
+    settings = IndexerSettings(_env_file=None, data_dir=tmp_path / "data", ocr=False, render_dpi=72)
     with open_pdf(_write_book(tmp_path / "book.pdf")) as doc:
         kinds = [page.kind for page in extract_pages(doc, settings)]
     assert kinds == ["front", "contents", "body", "body", "body", "index"]
@@ -75,7 +75,7 @@ def test_rows_need_rising_page_numbers_to_be_contents() -> None:
 
 @pytest.mark.slow
 def test_search_leaves_front_matter_and_listings_out_unless_asked(tmp_path: Path, text_only_encoders) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", page_encoder="none", ocr=False, render_dpi=72)
+    settings = IndexerSettings(_env_file=None, data_dir=tmp_path / "data", page_encoder="none", ocr=False, render_dpi=72)
     index = PageIndex(settings, encoders=text_only_encoders)
     try:
         assert index_pdf(index, _write_book(tmp_path / "book.pdf")).ok

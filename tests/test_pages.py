@@ -12,8 +12,8 @@ from PIL import Image
 
 from indexer import pages as pages_module
 from indexer.pages import BadPdfError, extract_pages, open_pdf, pdf_metadata
+from indexer.settings import IndexerSettings
 from rag.page_images import PageImageStore
-from rag.settings import Settings
 from tests import pdf_factory
 from tests.pdf_factory import PageSpec
 
@@ -25,8 +25,8 @@ LOREM = (
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path / "data", ocr=False)
+def settings(tmp_path: Path) -> IndexerSettings:
+    return IndexerSettings(_env_file=None, data_dir=tmp_path / "data", ocr=False)
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def fresh_tesseract_lookup():
     pages_module._tessdata.cache_clear()
 
 
-def extract(path: Path, settings: Settings, pages=None) -> list:
+def extract(path: Path, settings: IndexerSettings, pages=None) -> list:
     return list(extract_pages(open_pdf(path), settings, pages))
 
 

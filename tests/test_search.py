@@ -10,10 +10,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from indexer.jobs import BookMeta, index_pdf
-from rag.page_index import PageIndex
+from indexer.settings import IndexerSettings
 from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE
+from rag.page_index import PageIndex
 from rag.search import SearchError, SearchQuery, fuse, peakedness, search_many, search_pages, visual_query
-from rag.settings import Settings
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from tests import pdf_factory
 from tests.conftest import PATHOLOGY_FIRST_LABEL, PATHOLOGY_PAGES, write_pathology_book
@@ -39,8 +39,8 @@ class Library:
     renal: str  # book id of the two-page renal book, organ system "kidney"
 
 
-def _settings(root: Path, page_encoder: str) -> Settings:
-    return Settings(_env_file=None, data_dir=root / "data", page_encoder=page_encoder, ocr=False, render_dpi=72)
+def _settings(root: Path, page_encoder: str) -> IndexerSettings:
+    return IndexerSettings(_env_file=None, data_dir=root / "data", page_encoder=page_encoder, ocr=False, render_dpi=72)
 
 
 def _build(index: PageIndex, root: Path) -> Library:

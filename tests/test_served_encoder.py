@@ -20,7 +20,7 @@ from rag.encoders.served import EncoderServiceError
 from rag.encoders.sparse import Bm25Encoder
 from rag.page_index import EncoderMismatchError, PageIndex
 from rag.search import SearchQuery, search_pages
-from rag.settings import Settings
+from server.settings import ServerSettings
 from tests import pdf_factory
 from tests.conftest import PATHOLOGY_PAGES
 from tests.pooling_server import PoolingServer
@@ -37,15 +37,15 @@ def server():
         yield server
 
 
-def served_settings(tmp_path: Path, url: str, **overrides) -> Settings:
+def served_settings(tmp_path: Path, url: str, **overrides) -> ServerSettings:
     values = dict(
         _env_file=None, data_dir=tmp_path / "data", ocr=False, render_dpi=72, page_encoder="auto",
         page_encoder_url=url, page_encoder_max_retries=0, page_encoder_timeout_s=5, page_encoder_concurrency=1,
     )  # fmt: skip
-    return Settings(**(values | overrides))
+    return ServerSettings(**(values | overrides))
 
 
-def served_index(settings: Settings, text_encoder) -> PageIndex:
+def served_index(settings: ServerSettings, text_encoder) -> PageIndex:
     page = load_page_encoder(settings)
     return PageIndex(settings, encoders=Encoders(text=text_encoder, sparse=Bm25Encoder(), page=page))
 

@@ -11,13 +11,13 @@ import pytest
 
 from indexer.jobs import index_pdf
 from indexer.pages import render_page
+from indexer.settings import IndexerSettings
 from rag.encoders import Encoders
 from rag.encoders.agreement import compare_encoders
 from rag.encoders.page import load_page_encoder
 from rag.encoders.sparse import Bm25Encoder
 from rag.page_index import EncoderMismatchError, PageIndex
 from rag.search import SearchQuery, search_pages
-from rag.settings import Settings
 from tests.conftest import PATHOLOGY_PAGES, write_pathology_book
 
 pytestmark = pytest.mark.slow
@@ -46,8 +46,8 @@ def encoder_server(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-def _settings(tmp_path: Path, server) -> Settings:
-    return Settings(
+def _settings(tmp_path: Path, server) -> IndexerSettings:
+    return IndexerSettings(
         _env_file=None, data_dir=tmp_path / "data", ocr=False, render_dpi=72,
         page_encoder=SERVED_NAME, page_encoder_url=f"http://127.0.0.1:{server.port}",
     )  # fmt: skip
@@ -99,7 +99,7 @@ def test_served_and_in_process_vectors_are_compared_and_mixing_is_refused(
     server, model_dir = encoder_server
     settings = _settings(tmp_path, server)
     served = load_page_encoder(settings)
-    local = load_page_encoder(Settings(_env_file=None, page_encoder=str(model_dir), device="cpu"))
+    local = load_page_encoder(IndexerSettings(_env_file=None, page_encoder=str(model_dir), device="cpu"))
     with pymupdf.open(write_pathology_book(tmp_path / "essentials.pdf")) as doc:
         pages = [render_page(page, 72, settings.max_page_pixels) for page in doc]
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from indexer.jobs import BookMeta, index_pdf
 from rag.page_index import PageIndex
-from rag.settings import Settings
+from server.settings import ServerSettings
 from tests.conftest import write_pathology_book
 
 pytestmark = pytest.mark.slow
@@ -29,18 +29,18 @@ ADMIN = {"Authorization": "Bearer admin-key"}
 @dataclass
 class LiveServer:
     url: str
-    settings: Settings
+    settings: ServerSettings
     book_id: str
     root: Path
 
 
-def server_settings(data_dir: Path, **overrides) -> Settings:
+def server_settings(data_dir: Path, **overrides) -> ServerSettings:
     base = dict(
         _env_file=None, data_dir=data_dir, page_encoder="none", ocr=False, render_dpi=72,
         api_keys="user-key", admin_api_keys="admin-key", max_request_bytes=2_000_000,
         agent_max_image_decoded_pixels=4_000_000,
     )
-    return Settings(**(base | overrides))
+    return ServerSettings(**(base | overrides))
 
 
 def _free_port() -> int:
@@ -49,7 +49,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(settings: Settings, index: PageIndex):
+def start_server(settings: ServerSettings, index: PageIndex):
     """uvicorn in a thread; returns (url, stop)."""
     import uvicorn
 
@@ -241,7 +241,7 @@ def test_no_keys_refuses_to_start(tmp_path):
     from server.auth import AuthConfigError
 
     with pytest.raises(AuthConfigError, match="PATHORAG_ALLOW_ANONYMOUS"):
-        create_app(Settings(_env_file=None, data_dir=tmp_path, page_encoder="none"))
+        create_app(ServerSettings(_env_file=None, data_dir=tmp_path, page_encoder="none"))
 
 
 def test_interrupted_job_resumes_on_start(tmp_path, text_only_encoders):

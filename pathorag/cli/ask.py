@@ -23,6 +23,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer a pathology question from the indexed textbooks, with citations to book pages."""
+    from agent.settings import AgentSettings
     from rag.page_index import PageIndex
 
     with user_errors():
@@ -30,7 +31,7 @@ def ask(
             raise CliError(f"unexpected argument(s) {ctx.args}; quote the question, and give options after --choices")
         # `--choices "A text" "B text"`: the options after the first arrive as extra arguments.
         choices = [*(choices or []), *ctx.args]
-        settings = load_settings()
+        settings = load_settings(AgentSettings)
         index = PageIndex(settings)
         try:
             books = [resolve_book(index, ref) for ref in book or []]
@@ -45,6 +46,8 @@ def ask(
 
 
 def _print_result(result) -> None:
+    from agent.trace import describe_event
+
     label = "[yellow]evidence only[/yellow] (no language model generated this answer)" if result.evidence_only else "answer"
     out.print(f"[bold]{label}[/bold]")
     out.print(result.answer, highlight=False)
@@ -62,24 +65,7 @@ def _print_result(result) -> None:
         if citation.snippet:
             out.print(f"      {citation.snippet}", highlight=False)
     out.print("[bold]trace[/bold]")
-    for event in result.trace:
-        out.print(f"  {_describe_event(event)}", highlight=False)
+    for line in filter(None, map(describe_event, result.trace)):
+        out.print(f"  {line}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-
-
-def _describe_event(event) -> str:
-    if event.type == "route":
-        searched = f"search {len(event.queries)} queries" if event.retrieval else "no search"
-        organs = f" in {', '.join(event.organ_systems)}" if event.organ_systems else ""
-        return f"route ({event.by}): {searched}{organs}"
-    if event.type == "search":
-        found = ", ".join(hit.ref for hit in event.hits) or event.error or "nothing"
-        return f"search (round {event.turn}): {event.query!r} -> {found}"
-    if event.type == "inspect":
-        return f"inspect (round {event.turn}): {', '.join(event.pages) or '-'}; sufficient: {event.sufficient}"
-    if event.type == "reflect":
-        return f"reflect: {event.stop_reason or 'search again: ' + '; '.join(event.next_queries)}"
-    if event.type == "citation_removed":
-        return f"citation removed: {event.citation} ({event.reason})"
-    return f"answer ({event.by})" + (f": {event.choice}" if event.choice else "")

@@ -37,6 +37,7 @@ def index_add(
 ) -> None:
     """Index PDFs. Adding the same file again does nothing; an interrupted run resumes."""
     from indexer.jobs import BookMeta, index_pdf
+    from indexer.settings import IndexerSettings
     from rag.page_index import PageIndex
 
     with user_errors():
@@ -54,7 +55,7 @@ def index_add(
                 raise CliError(str(error)) from None
         if not jobs:
             raise CliError("give PDF files or --manifest FILE")
-        index = PageIndex(load_settings())
+        index = PageIndex(load_settings(IndexerSettings))
         failed = False
         try:
             with progress_bars() as progress:
@@ -73,12 +74,13 @@ def index_add(
 def index_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List indexed books."""
     from rag.page_index import PageIndex
+    from rag.settings import RagSettings
 
     with user_errors():
-        index = PageIndex(load_settings())
+        index = PageIndex(load_settings(RagSettings))
         try:
-            books = index.store.list_books()
-            counts = {book.book_id: index.store.count_pages(book.book_id) for book in books}
+            books = index.books()
+            counts = {book.book_id: index.count_pages(book.book_id) for book in books}
         finally:
             index.close()
     if as_json:
@@ -94,14 +96,14 @@ def index_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 @index_app.command("remove")
 def index_remove(book: Annotated[str, typer.Argument(help="Book id, id prefix or file name.")]) -> None:
     """Remove a book and its pages."""
-    from indexer.jobs import remove_book
     from rag.page_index import PageIndex
+    from rag.settings import RagSettings
 
     with user_errors():
-        index = PageIndex(load_settings())
+        index = PageIndex(load_settings(RagSettings))
         try:
             book_id = resolve_book(index, book)
-            remove_book(index, book_id)
+            index.remove_book(book_id)
         finally:
             index.close()
     console.print(f"removed book {book_id}")
@@ -113,9 +115,10 @@ def index_reindex(
 ) -> None:
     """Rebuild the index with the configured encoders (all books, or one)."""
     from indexer.jobs import reindex
+    from indexer.settings import IndexerSettings
     from rag.page_index import PageIndex
 
-    settings = load_settings()
+    settings = load_settings(IndexerSettings)
     with user_errors():
         book_id = None
         if book:

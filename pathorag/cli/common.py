@@ -6,13 +6,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import rag  # noqa: F401  (torch/torchvision compatibility before any model library is imported)
-from rag.settings import Settings
+from rag.settings import RagSettings
+
+if TYPE_CHECKING:
+    from agent.settings import AgentSettings
+
+SettingsT = TypeVar("SettingsT", bound=RagSettings)
 
 console = Console(stderr=True)  # messages, progress, errors
 out = Console()  # results
@@ -41,9 +47,11 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def load_settings() -> Settings:
+def load_settings(kind: type[SettingsT]) -> SettingsT:
+    """The settings of the package a command runs (`IndexerSettings` for indexing, ...), from the
+    environment and `.env`."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return Settings()
+    return kind()
 
 
 def progress_bars() -> Progress:
@@ -83,15 +91,13 @@ def print_report(report) -> None:
 
 
 def resolve_book(index, ref: str) -> str:
-    """A book id, a unique id prefix, or the file name it was indexed from."""
-    books = index.store.list_books()
-    matches = [b for b in books if b.book_id == ref] or [
-        b for b in books if b.book_id.startswith(ref) or b.source_name == ref
-    ]
-    if len(matches) != 1:
-        reason = "no book matches" if not matches else "several books match"
-        raise CliError(f"{reason} {ref!r}; see `pathorag index list`")
-    return matches[0].book_id
+    """The id of the book `ref` names: a book id, a unique id prefix, or the file name it was indexed from."""
+    from rag.page_index import NotInIndexError
+
+    try:
+        return index.resolve_book(ref).book_id
+    except NotInIndexError as error:
+        raise CliError(f"{error}; see `pathorag index list`") from None
 
 
 def load_image(path: Path):
@@ -108,7 +114,7 @@ def load_image(path: Path):
 
 
 @contextmanager
-def answering_agent(settings: Settings, index) -> Iterator:
+def answering_agent(settings: AgentSettings, index) -> Iterator:
     """The agent over `index`, closed afterwards; its input and configuration errors become CliErrors."""
     from agent import Agent, AgentConfigError, AgentInputError
 

@@ -23,6 +23,7 @@ def demo() -> None:
     """Index the bundled demo atlas (once) and answer three sample questions with cited pages."""
     from indexer.jobs import BookMeta, book_id_of, index_pdf
     from rag.page_index import PageIndex
+    from server.settings import ServerSettings
 
     started = time.monotonic()
     with user_errors():
@@ -31,14 +32,14 @@ def demo() -> None:
             books = load_manifest(folder / DEMO_MANIFEST)
         except (DemoCorpusMissing, ManifestError) as error:
             raise CliError(str(error)) from None
-        settings = load_settings()
+        settings = load_settings(ServerSettings)
         console.print(f"data dir: {settings.data_dir}", highlight=False)
         index = PageIndex(settings)
         try:
             book_ids = []
             for book in books:
                 book_id = book_id_of(book.path)
-                existing = index.store.get_book(book_id)
+                existing = index.book(book_id)
                 if existing is not None and existing.complete:
                     console.print(f"already indexed: {book.title} (book {book_id})", highlight=False)
                 else:

@@ -25,12 +25,14 @@ def eval_command(
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="NAME=V1,V2 (repeatable; a query-time setting, e.g. weight_text=0.5,0.7): values to choose between on held-out folds.")] = None,
 ) -> None:
     """Benchmark retrieval or answers on question files; prints a table, writes a JSON report."""
+    from server.settings import ServerSettings
+
     with user_errors():
         options = EvalOptions(
             mode=mode, channels=tuple(channels) if channels else None, top_k=top_k, book_dir=book_dir,
             page_map=page_map, folds=fold_by, sweep=tuple(sweep or ()),
         )
-        settings = load_settings()
+        settings = load_settings(ServerSettings)
         try:
             with progress_bars() as progress:
                 task = progress.add_task("eval", total=None, rate="")

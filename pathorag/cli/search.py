@@ -24,9 +24,10 @@ def search(
     """Search indexed pages by text, by image, or both."""
     from rag.page_index import PageIndex
     from rag.search import SearchQuery, search_pages
+    from rag.settings import RagSettings
 
     with user_errors():
-        index = PageIndex(load_settings())
+        index = PageIndex(load_settings(RagSettings))
         try:
             query = SearchQuery(
                 text=text,

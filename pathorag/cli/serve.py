@@ -19,8 +19,9 @@ def serve(
 
     from server.app import create_app
     from server.auth import AuthConfigError
+    from server.settings import ServerSettings
 
-    settings = load_settings()
+    settings = load_settings(ServerSettings)
     logging.getLogger().setLevel(logging.INFO)
     try:
         app_ = create_app(settings)

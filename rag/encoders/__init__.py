@@ -1,4 +1,4 @@
-"""The encoders of every channel, loaded together from Settings."""
+"""The encoders of every channel, loaded together from RagSettings."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rag.encoders.page import PageEncoder, load_page_encoder
 from rag.encoders.sparse import Bm25Encoder
 from rag.encoders.text import TextEncoder, load_text_encoder
 from rag.models import EncoderInfo
-from rag.settings import Settings
+from rag.settings import RagSettings
 from rag.store.base import VectorSpec
 
 __all__ = [
@@ -55,7 +55,7 @@ class Encoders:
         return specs
 
 
-def load_encoders(settings: Settings) -> Encoders:
+def load_encoders(settings: RagSettings) -> Encoders:
     return Encoders(
         text=load_text_encoder(settings),
         sparse=Bm25Encoder(),

@@ -40,7 +40,7 @@ from transformers import ColPaliProcessor as HfColPaliProcessor
 from rag.encoders.devices import EncoderLoadError, model_revision, resolve_device, resolve_dtype
 from rag.encoders.page import PageEncoder, describe_pooling
 from rag.models import EncoderInfo
-from rag.settings import Settings
+from rag.settings import RagSettings
 
 __all__ = ["ColPaliEncoder", "detect_family", "load_colpali_encoder"]
 
@@ -118,7 +118,7 @@ class ColPaliEncoder(PageEncoder):
     """A colpali-engine model and processor on a torch device."""
 
     def __init__(
-        self, model: torch.nn.Module, processor: Any, info: EncoderInfo, device: str, settings: Settings
+        self, model: torch.nn.Module, processor: Any, info: EncoderInfo, device: str, settings: RagSettings
     ) -> None:
         super().__init__(info, settings)
         self.model = model
@@ -153,7 +153,7 @@ def _unpad(embeddings: torch.Tensor, attention_mask: torch.Tensor) -> list[np.nd
     return rows
 
 
-def load_colpali_encoder(settings: Settings) -> ColPaliEncoder | None:
+def load_colpali_encoder(settings: RagSettings) -> ColPaliEncoder | None:
     """The configured in-process page encoder; None if 'auto' and the default cannot be loaded.
 
     An explicitly named model that cannot be loaded raises EncoderLoadError.
@@ -198,7 +198,7 @@ def _in_hub_cache(name: str) -> bool:
     )
 
 
-def _load(name: str, settings: Settings) -> ColPaliEncoder:
+def _load(name: str, settings: RagSettings) -> ColPaliEncoder:
     family = detect_family(name)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)

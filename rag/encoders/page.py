@@ -26,7 +26,7 @@ from rag.encoders.devices import EncoderLoadError
 from rag.encoders.layout import describe_visual_layout
 from rag.encoders.multivector import FixedDimensionalEncoder
 from rag.models import EncoderInfo
-from rag.settings import Settings
+from rag.settings import RagSettings
 
 __all__ = ["EncoderLoadError", "PageEncoder", "describe_pooling", "load_page_encoder"]
 
@@ -34,7 +34,7 @@ __all__ = ["EncoderLoadError", "PageEncoder", "describe_pooling", "load_page_enc
 class PageEncoder(ABC):
     """Embeds page images, text queries and query images into late-interaction multivectors."""
 
-    def __init__(self, info: EncoderInfo, settings: Settings) -> None:
+    def __init__(self, info: EncoderInfo, settings: RagSettings) -> None:
         self.info = info
         self._pool_factor = settings.token_pooling_factor
         self._pooler = HierarchicalTokenPooler() if self._pool_factor > 1 else None
@@ -62,7 +62,7 @@ class PageEncoder(ABC):
         return [F.normalize(p.float(), dim=-1).numpy() for p in pooled]
 
 
-def describe_pooling(dim: int, settings: Settings) -> str:
+def describe_pooling(dim: int, settings: RagSettings) -> str:
     """How page vectors are pooled and laid out; part of the recorded encoder info."""
     pooling = "multivector, MaxSim"
     if settings.token_pooling_factor > 1:
@@ -70,7 +70,7 @@ def describe_pooling(dim: int, settings: Settings) -> str:
     return pooling + "; " + describe_visual_layout(dim)
 
 
-def load_page_encoder(settings: Settings) -> PageEncoder | None:
+def load_page_encoder(settings: RagSettings) -> PageEncoder | None:
     """The configured page encoder: served when `page_encoder_url` is set, else in process.
 
     None if it is 'none', or 'auto' in process and the default cannot be loaded; an explicitly

@@ -32,7 +32,7 @@ from PIL import Image
 from rag.encoders.devices import EncoderLoadError
 from rag.encoders.page import PageEncoder, describe_pooling
 from rag.models import EncoderInfo
-from rag.settings import Settings
+from rag.settings import RagSettings
 
 __all__ = ["EncoderServiceError", "ServedPageEncoder", "load_served_page_encoder"]
 
@@ -83,7 +83,7 @@ def input_format_for(model_name: str) -> InputFormat:
 class PoolingClient:
     """POSTs to a vLLM server's `/pooling` with a time limit and retries; returns (n, dim) float32 arrays."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: RagSettings) -> None:
         assert settings.page_encoder_url
         self.base_url = settings.page_encoder_url.rstrip("/").removesuffix("/v1")
         key = settings.page_encoder_api_key
@@ -180,7 +180,7 @@ def _data_url(image: Image.Image) -> str:
 class ServedPageEncoder(PageEncoder):
     """Pages, queries and query images encoded by a vLLM pooling server."""
 
-    def __init__(self, client: PoolingClient, model: str, fmt: InputFormat, info: EncoderInfo, settings: Settings):
+    def __init__(self, client: PoolingClient, model: str, fmt: InputFormat, info: EncoderInfo, settings: RagSettings):
         super().__init__(info, settings)
         self.client = client
         self.model = model
@@ -209,7 +209,7 @@ class ServedPageEncoder(PageEncoder):
         return vectors
 
 
-def load_served_page_encoder(settings: Settings) -> ServedPageEncoder:
+def load_served_page_encoder(settings: RagSettings) -> ServedPageEncoder:
     """Connects to the configured encoder server, checks it serves the model, learns its dimension."""
     client = PoolingClient(settings)
     try:

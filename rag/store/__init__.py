@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rag.settings import Settings
+from rag.settings import RagSettings
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec, VectorStore
 
 __all__ = ["ChannelQuery", "PageFilter", "ScoredId", "StoreError", "VectorSpec", "VectorStore", "open_store"]
 
 
-def open_store(settings: Settings) -> VectorStore:
+def open_store(settings: RagSettings) -> VectorStore:
     """The Qdrant server at `settings.qdrant_url` if set, else the embedded index in `settings.index_dir`."""
     # Imported here so that each deployment loads only the engine it uses.
     if settings.qdrant_url:

@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from indexer.jobs import remove_book
 from server.dependencies import Admin, ServicesDep, User
 from server.errors import ERROR_RESPONSES, ApiError
 from server.pages import BOOK_ID
@@ -46,7 +45,7 @@ async def add_book(
 
 @router.get(BOOKS_PATH, response_model=BookList)
 async def list_books(services: ServicesDep, principal: User) -> BookList:
-    books = await run_in_threadpool(services.index.store.list_books)
+    books = await run_in_threadpool(services.index.books)
     return BookList(books=[BookOut(**book.model_dump()) for book in books])
 
 
@@ -54,7 +53,7 @@ async def list_books(services: ServicesDep, principal: User) -> BookList:
 async def delete_book(book_id: str, services: ServicesDep, principal: Admin) -> DeletedBook:
     if not BOOK_ID.fullmatch(book_id):
         raise ApiError(404, "no such book", "not_found")
-    removed = await run_in_threadpool(remove_book, services.index, book_id)
+    removed = await run_in_threadpool(services.index.remove_book, book_id)
     if not removed:
         raise ApiError(404, "no such book", "not_found")
     return DeletedBook(book_id=book_id)

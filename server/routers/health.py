@@ -36,7 +36,7 @@ async def metrics(services: ServicesDep) -> Response:
 
 async def _check_store(services: Services, checks: dict[str, str]) -> bool:
     try:
-        await run_in_threadpool(services.index.store.list_books)
+        await run_in_threadpool(services.index.books)
     except Exception as error:
         checks["store"] = f"unavailable ({type(error).__name__})"
         return False

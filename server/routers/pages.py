@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.dependencies import ServicesDep, User
 from server.errors import ERROR_RESPONSES, ApiError
-from server.pages import BOOK_ID, max_side, page_bytes
+from server.pages import BOOK_ID, max_side
 
 router = APIRouter(tags=["pages"])
 
@@ -28,5 +28,5 @@ async def page_image(
 ) -> Response:
     if not BOOK_ID.fullmatch(book_id) or not 1 <= page <= 1_000_000:
         raise ApiError(404, "no such page", "not_found")
-    data = await run_in_threadpool(page_bytes, services.index, book_id, page, max_side(size))
+    data = await run_in_threadpool(services.index.page_image, book_id, page, max_side(size))
     return Response(data, media_type="image/webp", headers={"Cache-Control": "private, max-age=3600"})
