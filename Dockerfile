@@ -1,21 +1,36 @@
-# syntax=docker/dockerfile:1
-# pathorag API image. Build:
+# pathorag API image. Builds with BuildKit or the classic builder (no `# syntax=` line: no frontend
+# image is pulled) and needs no network beyond the Python package index and Debian's archive.
 #   docker build -t pathorag:cpu .                                  # CPU torch (small)
 #   docker build --build-arg VARIANT=cuda -t pathorag:cuda .        # PyPI's CUDA-built torch
+# Offline-ish machines (README "Deployment", scripts/check_image.sh does all of this):
+#   --build-arg PYTHON_IMAGE=local/python:3.11-bookworm   any Debian-based image with python3 and venv
+#   --build-arg PIP_INDEX_URL=https://mirror/simple       the Python package index (or a mirror)
+#   --build-arg TORCH_INDEX_URL=                          empty: torch from PIP_INDEX_URL or docker/wheels
+#   docker/wheels/*.whl                                   wheels pip takes first (e.g. a CPU torch)
+#   docker/build-ca.crt                                   a CA bundle for a TLS-inspecting proxy: used by
+#                                                         the builder stage only, never in the image
 # Run: docker run -p 8000:8000 -v pathorag-data:/data -e PATHORAG_API_KEYS=... pathorag:cpu
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- builder: a virtual environment with torch and pathorag ---------------------------------
 FROM ${PYTHON_IMAGE} AS builder
-# cpu: torch from the PyTorch CPU index; cuda: PyPI's default torch, which is CUDA-built
-# (its CUDA runtime comes as pip wheels, so the same slim base works; the host needs the
-# NVIDIA driver and container toolkit).
+# cpu: torch (and a matching torchvision) from the PyTorch CPU index; cuda: PyPI's default torch,
+# which is CUDA-built (its CUDA runtime comes as pip wheels, so the same slim base works; the host
+# needs the NVIDIA driver and container toolkit).
 ARG VARIANT=cpu
 ARG TORCH_VERSION=2.13.0
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
-RUN case "$VARIANT" in \
-      cpu)  pip install "torch==${TORCH_VERSION}" torchvision --index-url https://download.pytorch.org/whl/cpu ;; \
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_INDEX_URL=${PIP_INDEX_URL} \
+    PIP_FIND_LINKS=/build/wheels PATH=/opt/venv/bin:$PATH
+COPY docker/ /build/
+RUN python3 -m venv /opt/venv
+# A CA bundle, if given, is trusted by pip in this stage only (the runtime stage never copies it).
+RUN if [ -s /build/build-ca.crt ]; then export PIP_CERT=/build/build-ca.crt; fi; \
+    case "$VARIANT" in \
+      cpu)  if [ -n "$TORCH_INDEX_URL" ]; then \
+              pip install "torch==${TORCH_VERSION}" torchvision --index-url "$TORCH_INDEX_URL"; \
+            else pip install "torch==${TORCH_VERSION}"; fi ;; \
       cuda) pip install "torch==${TORCH_VERSION}" torchvision ;; \
       *)    echo "VARIANT must be cpu or cuda, not '${VARIANT}'" >&2; exit 1 ;; \
     esac
@@ -26,8 +41,10 @@ COPY indexer/ indexer/
 COPY agent/ agent/
 COPY server/ server/
 COPY pathorag/ pathorag/
+COPY corpora/ /opt/venv/share/pathorag/corpora/
 # torch is already satisfied, so this keeps the chosen build; postgres: for shared thread storage.
-RUN pip install ".[postgres]" && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+RUN if [ -s /build/build-ca.crt ]; then export PIP_CERT=/build/build-ca.crt; fi; \
+    pip install ".[postgres]" && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 # --- runtime: slim image with the venv, Tesseract and a non-root user ------------------------
 FROM ${PYTHON_IMAGE} AS runtime

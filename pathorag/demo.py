@@ -1,12 +1,14 @@
 """The demo corpus: the bundled atlas and its three sample questions (the command is `pathorag.cli.demo`).
 
 The demo corpus lives in the repository's `corpora/` folder (not in the installed package): it is found
-next to the `pathorag` package of a checkout or editable install.
+next to the `pathorag` package of a checkout or editable install, or where the Docker image puts its
+copy, `share/pathorag/corpora` under the environment's prefix.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 DEMO_MANIFEST = "demo_atlas.manifest.json"
@@ -19,14 +21,15 @@ class DemoCorpusMissing(Exception):
 
 
 def corpora_dir() -> Path:
-    """The repository's `corpora/` folder, resolved from this module's file."""
-    folder = Path(__file__).resolve().parent.parent / "corpora"
-    if not (folder / DEMO_MANIFEST).is_file():
-        raise DemoCorpusMissing(
-            f"the demo corpus is not at {folder} (it ships with the repository, not with the installed "
-            "package): run the demo from a clone, after ./install.sh (an editable install)"
-        )
-    return folder
+    """The repository's `corpora/` folder (resolved from this module's file), else the image's copy."""
+    places = [Path(__file__).resolve().parent.parent / "corpora", Path(sys.prefix) / "share" / "pathorag" / "corpora"]
+    for folder in places:
+        if (folder / DEMO_MANIFEST).is_file():
+            return folder
+    raise DemoCorpusMissing(
+        f"the demo corpus is not at {places[0]} or {places[1]} (it ships with the repository and the Docker "
+        "image, not with the package): run the demo from a clone, after ./install.sh (an editable install)"
+    )
 
 
 def sample_questions(folder: Path) -> list[dict]:
