@@ -7,11 +7,14 @@
 - A changed file (same file name, new content) replaces the old book once the new one is complete.
 - The next batch of pages is extracted (render, text layer, OCR) on a worker thread while the current
   one is encoded and stored, so neither waits for the other; the seconds of each stage are reported.
-- A page-encoder server that fails a batch fails the run with its reason; a rerun resumes the book.
+- A page-encoder server that fails a batch, or a disk with less free space than `min_free_disk_mb`
+  (checked before each batch: the embedded engine's memory-mapped writes would kill the process on a
+  full disk rather than raise), fails the run with its reason; a rerun resumes the book.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -121,6 +124,10 @@ def index_pdf(
         report.error = f"{path.name}: cannot read file: {error.strerror or error}"
         return report
     with doc:
+        if low := _low_disk(settings):
+            report.error = f"{path.name}: {low}; nothing was stored"
+            report.retryable = True
+            return report
         book = _start_book(index, path, book_id, doc, meta or BookMeta(), existing)
         _keep_source_copy(path, index.source_path(book_id))
         stored = index.stored_pages(book_id)
@@ -143,16 +150,20 @@ def index_pdf(
             while (batch := upcoming.result()) is not None:
                 upcoming = extractor.submit(next_batch)
                 try:
+                    if low := _low_disk(settings):
+                        raise _DiskFull(low)
                     points = encode_pages(index, book, batch, times)
-                except EncoderServiceError as error:
+                    with _timed(times, "store"):
+                        index.add_pages(points)
+                except (EncoderServiceError, _DiskFull, OSError) as error:
+                    if isinstance(error, OSError) and error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
                     report.error = (
                         f"{path.name}: {error}. {done} of {doc.page_count} pages are stored; the book stays "
                         "hidden until a rerun of the same file finishes it"
                     )
                     report.retryable = True
                     return report
-                with _timed(times, "store"):
-                    index.add_pages(points)
                 done += len(batch)
                 report.pages_indexed += len(batch)
                 if progress:
@@ -162,6 +173,24 @@ def index_pdf(
     report.status = "indexed"
     report.seconds = time.monotonic() - started
     return report
+
+
+class _DiskFull(Exception):
+    """Too little free space left to index another batch."""
+
+
+def _low_disk(settings: IndexerSettings) -> str:
+    """Why the data directory's disk is too full to index on ('' when it is not)."""
+    folder = settings.data_dir
+    while not folder.exists():  # a data directory not made yet: its nearest existing parent's disk
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free >= settings.min_free_disk_mb * 2**20:
+        return ""
+    return (
+        f"the disk of the data directory {settings.data_dir} has {free / 2**20:.0f} MiB free, less than "
+        f"min_free_disk_mb ({settings.min_free_disk_mb}); free some space"
+    )
 
 
 def _start_book(

@@ -18,3 +18,9 @@ class IndexerSettings(RagSettings):
     ocr: bool = Field(True, description="OCR pages with little or no text layer (needs Tesseract).")
     ocr_language: str = Field("eng", description="Tesseract language(s), e.g. 'eng' or 'eng+deu'.")
     ocr_min_chars: int = Field(40, ge=0, description="Pages with fewer text-layer characters are OCRed.")
+    min_free_disk_mb: int = Field(
+        256,
+        ge=0,
+        description="Indexing stops with an error (the book stays hidden; a rerun resumes it) before a page batch "
+        "when the disk of the data directory has less free space than this, in MiB.",
+    )

@@ -25,6 +25,7 @@ class Services:
         self.keys = KeyChecker(settings)  # refuses to start without keys unless anonymous use is allowed
         self.owns_index = index is None
         self.index = index or PageIndex(settings)
+        self.index.books()  # open the index now: one held by another process, read-only or on a full disk stops the start
         self.metrics = Metrics()
         self.agent = Agent(settings, self.index, observer=self.metrics.observer())
         self.question_slots = QuestionSlots(settings.max_questions_in_flight)

@@ -17,6 +17,7 @@ from agent.errors import AgentInputError
 from agent.images import ImageTooLargeError
 from rag.encoders.served import EncoderServiceError
 from rag.page_index import NotInIndexError
+from rag.store import StoreError
 from server.auth import AuthError
 from server.protocol import ErrorBody, ErrorResponse
 
@@ -82,6 +83,11 @@ async def _encoder_unavailable(request: Request, error: EncoderServiceError) -> 
     return error_response(503, str(error), "service_unavailable")
 
 
+async def _store_unavailable(request: Request, error: StoreError) -> JSONResponse:
+    log.error("the index failed on %s %s: %s", request.method, request.url.path, error)
+    return error_response(503, str(error), "service_unavailable")
+
+
 async def _timeout(request: Request, error: TimeoutError) -> JSONResponse:
     return error_response(504, TIMEOUT_MESSAGE, "timeout")
 
@@ -99,6 +105,7 @@ _HANDLERS = (  # the handler of an error's nearest type in this table answers it
     (StarletteHTTPException, _http_error),
     (NotInIndexError, _not_in_index),  # no such book or page
     (EncoderServiceError, _encoder_unavailable),  # the served page encoder is down: 503, clients retry
+    (StoreError, _store_unavailable),  # the index cannot be opened or used (e.g. its disk is full)
     (TimeoutError, _timeout),
     (Exception, _internal_error),
 )

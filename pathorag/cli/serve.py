@@ -17,6 +17,7 @@ def serve(
     """Run the HTTP API (REST, OpenAI-compatible chat, books admin) with uvicorn."""
     import uvicorn
 
+    from rag.store import StoreError
     from server.app import create_app
     from server.auth import AuthConfigError
     from server.settings import ServerSettings
@@ -25,7 +26,7 @@ def serve(
     logging.getLogger().setLevel(logging.INFO)
     try:
         app_ = create_app(settings)
-    except AuthConfigError as error:
+    except (AuthConfigError, StoreError) as error:
         console.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
     uvicorn.run(app_, host=host or settings.server_host, port=port or settings.server_port, timeout_graceful_shutdown=30)

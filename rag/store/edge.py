@@ -1,5 +1,8 @@
 """Embedded backend: two qdrant-edge shards (`pages/`, `catalog/`) in one directory.
 
+One process at a time: the directory is locked (`lock`, released when the store closes or its
+process ends), so a second process is refused with the reason instead of racing the first.
+
 Segments are never optimised: `optimize()` builds HNSW graphs, which on page multivectors ran for
 minutes, and plain segments already answer the chained prefetch + MaxSim rerank in milliseconds
 (BENCHMARKS.md, "Retrieval at scale").
@@ -7,7 +10,9 @@ minutes, and plain segments already answer the chained prefetch + MaxSim rerank 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,13 +31,25 @@ _SCROLL_PAGE = 1000
 _NO_HNSW = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
 
 
+# qdrant-edge writes through memory-mapped files: on a full disk a write kills the process (SIGBUS)
+# instead of raising, and opening a shard grows its files by some MiB (measured: about 15 for a
+# small index). Below this much free space the store refuses to open, with the reason.
+MIN_FREE_MB_TO_OPEN = 64
+
+
 class EdgeStore(CatalogRecords):
     """`VectorStore` on qdrant-edge, Qdrant's in-process engine."""
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
-        self._pages: qe.EdgeShard | None = _load_if_present(self._pages_dir)
-        self._catalog: qe.EdgeShard | None = _load_if_present(self._catalog_dir)
+        _check_free_space(self._path)
+        self._lock = _lock(self._path)
+        try:
+            self._pages: qe.EdgeShard | None = _load_if_present(self._pages_dir)
+            self._catalog: qe.EdgeShard | None = _load_if_present(self._catalog_dir)
+        except BaseException:
+            os.close(self._lock)
+            raise
         self._schema: list[VectorSpec] | None = None
         self._closed = False
 
@@ -163,6 +180,8 @@ class EdgeStore(CatalogRecords):
 
     def close(self) -> None:
         self._close_shards()
+        if not self._closed:
+            os.close(self._lock)  # releases the lock
         self._closed = True
 
     def _close_shards(self) -> None:
@@ -198,6 +217,38 @@ class EdgeStore(CatalogRecords):
 
 
 # --- configuration ---------------------------------------------------------------------------
+
+
+def _lock(path: Path) -> int:
+    """An exclusive lock on the index directory (its file descriptor), or a StoreError saying why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise StoreError(f"Cannot open the index at {path}: {error.strerror or error}.") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"The index at {path} is open in another process (a running `pathorag serve` or indexing run?); "
+            "the embedded engine serves one process at a time. Stop that process, or share one Qdrant server "
+            "(PATHORAG_QDRANT_URL) between them."
+        ) from None
+    return fd
+
+
+def _check_free_space(path: Path) -> None:
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    free_mb = shutil.disk_usage(existing).free / 2**20
+    if free_mb < MIN_FREE_MB_TO_OPEN:
+        raise StoreError(
+            f"The disk of the index at {path} has {free_mb:.0f} MiB free; the embedded engine needs at least "
+            f"{MIN_FREE_MB_TO_OPEN} MiB to open it safely (its writes would fail by killing the process). "
+            "Free some space and try again."
+        )
 
 
 def _load_if_present(directory: Path) -> qe.EdgeShard | None:
