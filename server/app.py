@@ -78,4 +78,5 @@ def _install_middleware(app: FastAPI, services: Services) -> None:
         default_limit=settings.max_request_bytes,
         upload_limit=settings.max_upload_bytes,
         upload_paths=(books.BOOKS_PATH,),
+        stall_timeout_s=settings.request_body_timeout_s,
     )

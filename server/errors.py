@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TIMEOUT_MESSAGE = "the question took longer than the server's time limit (request_timeout_s)"
 
 # The error statuses a route may answer with, for its OpenAPI `responses`.
-ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 422)}
+ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 408, 413, 422)}
 
 
 class ApiError(Exception):

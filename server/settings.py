@@ -29,6 +29,9 @@ class ServerSettings(AgentSettings, IndexerSettings):
         30_000_000, ge=1_000, description="Largest accepted request body (uploads of books excepted)."
     )
     max_upload_bytes: int = Field(500_000_000, ge=1_000, description="Largest accepted PDF upload.")
+    request_body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the next piece of a request body; a stalled upload is answered 408."
+    )
     request_timeout_s: float = Field(300.0, gt=0, description="Time limit of one question over HTTP, in seconds.")
     max_questions_in_flight: int = Field(
         32, ge=1, description="Questions answered at once over HTTP (ask and chat); more are refused with 503 and Retry-After."

@@ -301,3 +301,34 @@ def test_a_read_only_data_dir_fails_with_the_reason_and_loses_nothing(small_disk
     listed = _pathorag("index", "list", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert [(b["book_id"], b["status"]) for b in json.loads(listed.stdout)] == [(book_id, "complete")]
+
+
+# --- a request body that never ends ----------------------------------------------------------------
+
+
+def test_a_stalled_upload_is_answered_408_and_the_server_goes_on(tmp_path: Path, text_only_encoders) -> None:
+    from tests.test_server import ADMIN as SERVER_ADMIN, server_settings, start_server
+
+    settings = server_settings(tmp_path / "data").model_copy(update={"request_body_timeout_s": 1.0})
+    index = PageIndex(settings, encoders=text_only_encoders)
+    url, stop = start_server(settings, index)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = (f"POST /v1/books HTTP/1.1\r\nHost: x\r\nAuthorization: {SERVER_ADMIN['Authorization']}\r\n"
+                    "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n")
+            sock.sendall(head.encode() + b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.pdf"\r\n\r\n%PDF-1.7')
+            started = time.monotonic()
+            chunks = []  # ... and nothing more is sent; the server answers and closes the connection
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            waited = time.monotonic() - started
+        answer = b"".join(chunks).decode()
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert '"type":"timeout"' in answer.replace(" ", "") and "request_body_timeout_s" in answer
+        assert 0.9 < waited < 10
+        assert httpx.get(url + "/v1/books", headers=SERVER_ADMIN, timeout=10).json()["books"] == []  # nothing half-added
+        assert not any((settings.data_dir / "server" / "uploads").glob("*/*"))
+    finally:
+        stop()
+        index.close()
