@@ -2,9 +2,11 @@
 
 Each POST to /v1/chat/completions takes the next reply of the script: a dict (sent as JSON content),
 a str (sent verbatim), `Slow(seconds, reply)`, `Refusal(text)` or `Status(code)`. An exhausted
-script answers HTTP 500 so a test that calls the model more often than planned fails loudly.
+script answers HTTP 500 so a test that calls the model more often than planned fails loudly, unless
+a `default` reply is given (a benchmark's endless model).
 A request with `"stream": true` gets the same reply as server-sent chunks of a few characters
 (`chunk_delay` seconds apart). `max_in_flight` is the most requests it was answering at once.
+`down()` closes its port (connections are refused) and `up()` listens on the same port again.
 """
 
 from __future__ import annotations
@@ -33,22 +35,30 @@ class Status:
 
 
 class ScriptedVLM:
-    def __init__(self, replies: list | None = None, model: str = "scripted-vlm") -> None:
+    def __init__(self, replies: list | None = None, model: str = "scripted-vlm", default: object = None) -> None:
         self.model = model
+        self.default = default
         self.replies = list(replies or [])
         self.requests: list[dict] = []
         self.usage = (100, 20)
         self.chunk_delay = 0.0
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._port = 0
+        self.up()
+
+    def up(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        self.close()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def script(self, *replies, usage: tuple[int, int] = (100, 20)) -> None:
         """Replace the script; every reply reports `usage` (prompt, completion tokens)."""
@@ -65,7 +75,9 @@ class ScriptedVLM:
     def _next(self, request: dict):
         with self._lock:
             self.requests.append(request)
-            return self.replies.pop(0) if self.replies else Status(500)
+            if self.replies:
+                return self.replies.pop(0)
+            return self.default if self.default is not None else Status(500)
 
     def _handler(self):
         vlm = self

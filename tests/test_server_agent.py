@@ -271,3 +271,39 @@ def test_per_request_options_are_checked(serve, vlm):
     url = serve()
     reply = httpx.post(url + "/v1/ask", headers=USER, json={"question": QUESTION, "top_k": 0}, timeout=30)
     assert reply.status_code == 422 and "top_k" in reply.json()["error"]["message"]
+
+
+# --- a model that fails ---------------------------------------------------------------------------
+
+
+def test_a_model_down_slow_or_garbled_degrades_every_answer_and_recovers(serve, vlm):
+    """While the model misbehaves, every question still gets its evidence (200, within the time limit,
+    with a warning saying why); when the model is back, answers are the model's again."""
+    url = serve(vlm_timeout_s=1.0, request_timeout_s=30)
+
+    def ask_many(questions: int = 6) -> list[dict]:
+        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(questions) as pool:
+            replies = list(pool.map(lambda _: client.post(url + "/v1/ask", headers=USER, json={"question": QUESTION}),
+                                    range(questions)))
+        assert [reply.status_code for reply in replies] == [200] * questions, [r.text for r in replies]
+        bodies = [reply.json() for reply in replies]
+        assert all(body["evidence_only"] and body["citations"] and body["warnings"] for body in bodies)
+        return bodies
+
+    vlm.script(*["this is not JSON, nor an answer"] * 60)  # garbled replies
+    assert all(any("router" in w for w in body["warnings"]) for body in ask_many())
+
+    vlm.script(*[Slow(3.0, plan("Reed-Sternberg cells"))] * 60)  # slower than vlm_timeout_s
+    started = time.monotonic()
+    ask_many()
+    assert time.monotonic() - started < 20
+
+    vlm.down()  # connections refused
+    try:
+        ask_many()
+    finally:
+        vlm.up()
+
+    vlm.script(plan("Reed-Sternberg cells"), inspection(), answer())  # back: no restart needed
+    recovered = httpx.post(url + "/v1/ask", headers=USER, json={"question": QUESTION}, timeout=60).json()
+    assert not recovered["evidence_only"] and recovered["citations"] and not recovered["warnings"]
