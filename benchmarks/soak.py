@@ -5,7 +5,8 @@ OpenAI-compatible server on loopback (tests/scripted_vlm.py) that answers every 
 seconds with one reply that parses as a route plan, an inspection and an answer. `--clients` clients
 (default 64) send `/v1/ask` questions back to back for `--seconds` (default 300); a client refused with
 503 waits the Retry-After it was given. Reported: requests by status (the 503s with Retry-After apart),
-latency percentiles of the answered ones, and the server's RSS after warm-up, at the end and at peak.
+latency percentiles of the answered ones, and the server's RSS after warm-up, at the end, at peak and
+the peak of each minute (flat, or still growing?).
 
     .venv/bin/python benchmarks/soak.py --clients 64 --seconds 300 --json soak.json
 """
@@ -114,14 +115,14 @@ def main() -> None:
         try:
             asyncio.run(soak(server.base_url, items, args.clients, args.warmup_seconds, args.timeout))
             rss_start = rss_bytes(server.process.pid)
-            peak = rss_start
+            samples: list[tuple[float, int]] = []  # (seconds into the run, RSS)
             results: list = []
 
             async def run_and_sample() -> None:
-                nonlocal peak
+                started = time.monotonic()
                 task = asyncio.create_task(soak(server.base_url, items, args.clients, args.seconds, args.timeout))
                 while not task.done():
-                    peak = max(peak, rss_bytes(server.process.pid))
+                    samples.append((time.monotonic() - started, rss_bytes(server.process.pid)))
                     await asyncio.sleep(2)
                 results.extend(task.result())
 
@@ -133,7 +134,10 @@ def main() -> None:
     report = summary(results, args.seconds) | {
         "clients": args.clients, "seconds": args.seconds, "model_delay_s": args.model_delay,
         "rss_mb_after_warmup": round(rss_start / 2**20), "rss_mb_end": round(rss_end / 2**20),
-        "rss_mb_peak": round(peak / 2**20), "python": platform.python_version(), "cpu_count": psutil.cpu_count(),
+        "rss_mb_peak": round(max(rss for _, rss in samples) / 2**20),
+        "rss_mb_per_minute": [round(max(rss for t, rss in samples if minute * 60 <= t < (minute + 1) * 60) / 2**20)
+                              for minute in range(int(args.seconds // 60))],
+        "python": platform.python_version(), "cpu_count": psutil.cpu_count(),
     }  # fmt: skip
     print(json.dumps(report, indent=2))
     if args.json:

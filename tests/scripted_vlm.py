@@ -86,6 +86,12 @@ class ScriptedVLM:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
+            def do_GET(self) -> None:  # the model list, as readiness checks ask for it
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": vlm.model, "object": "model", "owned_by": "tests"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found", "type": "not_found"}})
+
             def do_POST(self) -> None:
                 with vlm._lock:
                     vlm.in_flight += 1

@@ -7,6 +7,7 @@ and real PyMuPDF run as in production. The real vLLM is in tests/test_served_enc
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -210,16 +211,22 @@ def test_the_http_api_answers_503_with_the_reason_when_the_encoder_is_down(
     index = served_index(settings, text_encoder)
     assert index_pdf(index, long_book(tmp_path)).status == "indexed"
     url, stop = start_server(settings, index)
+    port = int(server.url.rsplit(":", 1)[1])
     try:
         server.stop()
-        response = httpx.post(url + "/v1/ask", json={"question": "What is a granuloma?"}, headers=USER, timeout=60)
+        with ThreadPoolExecutor(4) as pool:  # several clients asking during the outage
+            responses = list(pool.map(lambda _: httpx.post(
+                url + "/v1/ask", json={"question": "What is a granuloma?"}, headers=USER, timeout=60), range(4)))
+        with PoolingServer(port=port):  # the encoder is back: the server recovers without a restart
+            recovered = httpx.post(url + "/v1/ask", json={"question": "What is a granuloma?"}, headers=USER, timeout=60)
     finally:
         stop()
         index.close()
 
-    assert response.status_code == 503
-    error = response.json()["error"]
+    assert [response.status_code for response in responses] == [503] * 4
+    error = responses[0].json()["error"]
     assert error["type"] == "service_unavailable" and f"page encoder at {server.url}" in error["message"]
+    assert recovered.status_code == 200 and recovered.json()["citations"], recovered.text
 
 
 def test_an_upload_job_waits_out_an_encoder_outage_and_then_finishes(
