@@ -125,7 +125,7 @@ def index_pdf(
         return report
     with doc:
         if low := _low_disk(settings):
-            report.error = f"{path.name}: {low}; nothing was stored"
+            report.error = f"{path.name}: {low}; nothing was written (a rerun after that indexes the book)"
             report.retryable = True
             return report
         book = _start_book(index, path, book_id, doc, meta or BookMeta(), existing)

@@ -210,6 +210,9 @@ def test_a_full_disk_stops_indexing_with_the_reason_and_a_rerun_completes(small_
         assert f"{PAGES_PER_BATCH} of {BOOK_PAGES} pages are stored" in stopped.error
         assert index.book(stopped.book_id).status == "indexing"  # hidden, as any interrupted book
         assert index.stored_pages(stopped.book_id) == set(range(1, PAGES_PER_BATCH + 1))
+        other = index_pdf(index, write_pathology_book(tmp_path / "atlas.pdf", title="Atlas"))  # a new book: not begun
+        assert (other.status, other.retryable) == ("failed", True) and "nothing was written" in other.error
+        assert index.book(other.book_id) is None
     finally:
         index.close()
 
