@@ -34,6 +34,7 @@ cleanup() {
   docker volume rm -f "$VOLUME" "$DEMO_VOLUME" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # a time limit (CI's timeout) still removes the containers and volumes
 
 engine() {
   docker info >/dev/null 2>&1 && return
