@@ -34,6 +34,7 @@ import numpy as np
 
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
 from indexer.settings import IndexerSettings
+from rag.disk import free_mib
 from rag.encoders import BM25, TEXT, visual_vectors
 from rag.encoders.served import EncoderServiceError
 from rag.encoders.text import TextEncoder
@@ -124,7 +125,7 @@ def index_pdf(
         report.error = f"{path.name}: cannot read file: {error.strerror or error}"
         return report
     with doc:
-        if low := _low_disk(settings):
+        if low := _disk_too_full(settings):
             report.error = f"{path.name}: {low}; nothing was written (a rerun after that indexes the book)"
             report.retryable = True
             return report
@@ -149,17 +150,9 @@ def index_pdf(
             upcoming = extractor.submit(next_batch)
             while (batch := upcoming.result()) is not None:
                 upcoming = extractor.submit(next_batch)
-                try:
-                    if low := _low_disk(settings):
-                        raise _DiskFull(low)
-                    points = encode_pages(index, book, batch, times)
-                    with _timed(times, "store"):
-                        index.add_pages(points)
-                except (EncoderServiceError, _DiskFull, OSError) as error:
-                    if isinstance(error, OSError) and error.errno not in (errno.ENOSPC, errno.EDQUOT):
-                        raise
+                if stopped := _disk_too_full(settings) or _encode_and_store(index, book, batch, times):
                     report.error = (
-                        f"{path.name}: {error}. {done} of {doc.page_count} pages are stored; the book stays "
+                        f"{path.name}: {stopped}. {done} of {doc.page_count} pages are stored; the book stays "
                         "hidden until a rerun of the same file finishes it"
                     )
                     report.retryable = True
@@ -175,22 +168,31 @@ def index_pdf(
     return report
 
 
-class _DiskFull(Exception):
-    """Too little free space left to index another batch."""
-
-
-def _low_disk(settings: IndexerSettings) -> str:
+def _disk_too_full(settings: IndexerSettings) -> str:
     """Why the data directory's disk is too full to index on ('' when it is not)."""
-    folder = settings.data_dir
-    while not folder.exists():  # a data directory not made yet: its nearest existing parent's disk
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if free >= settings.min_free_disk_mb * 2**20:
+    free = free_mib(settings.data_dir)
+    if free >= settings.min_free_disk_mb:
         return ""
     return (
-        f"the disk of the data directory {settings.data_dir} has {free / 2**20:.0f} MiB free, less than "
+        f"the disk of the data directory {settings.data_dir} has {free:.0f} MiB free, less than "
         f"min_free_disk_mb ({settings.min_free_disk_mb}); free some space"
     )
+
+
+def _encode_and_store(index: PageIndex, book: BookRecord, batch: list[ExtractedPage], times: StageSeconds) -> str:
+    """Encode and store one batch; why it could not be ('' when it was): the page encoder service
+    failed, or the disk refused the write. Any other error is raised."""
+    try:
+        points = encode_pages(index, book, batch, times)
+        with _timed(times, "store"):
+            index.add_pages(points)
+    except EncoderServiceError as error:
+        return str(error)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return f"the data directory's disk refused a write ({error.strerror})"
+    return ""
 
 
 def _start_book(

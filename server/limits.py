@@ -54,8 +54,10 @@ class BodyLimitMiddleware:
 
         async def limited_receive() -> Message:
             nonlocal received, body_done
-            if body_done or refused:  # after the body, receive() only waits for the client to go away
-                return await receive() if not refused else {"type": "http.disconnect"}
+            if refused:
+                return {"type": "http.disconnect"}
+            if body_done:  # after the body, receive() only waits for the client to go away: no time limit
+                return await receive()
             try:
                 with anyio.fail_after(self.stall_timeout_s):
                     message = await receive()

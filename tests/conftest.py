@@ -107,6 +107,14 @@ PATHOLOGY_TOC = [
 PATHOLOGY_FIRST_LABEL = 101  # printed page numbers start at 101
 
 
+def write_case_book(path: Path, pages: int) -> Path:
+    """A long book: page n reads "Case n." and then the topic of the pathology book's page n % 6."""
+    from tests.pdf_factory import write_text_pdf
+
+    topics = [body for _, body in PATHOLOGY_PAGES]
+    return write_text_pdf(path, [f"Case {n}. {topics[n % len(topics)]}" for n in range(1, pages + 1)])
+
+
 def write_pathology_book(path: Path, title: str = "Essentials of Pathology") -> Path:
     """The six-page pathology book above, with an outline, printed page labels and a title."""
     from tests.pdf_factory import PageSpec, write_text_pdf

@@ -22,8 +22,7 @@ from indexer.settings import IndexerSettings
 from rag.page_index import PageIndex
 from rag.search import SearchQuery, search_pages
 from rag.store import StoreError
-from tests import pdf_factory
-from tests.conftest import PATHOLOGY_PAGES
+from tests.conftest import PATHOLOGY_PAGES, write_case_book
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +56,7 @@ def _free_port() -> int:
 
 
 def _long_book(path: Path) -> Path:
-    topics = [body for _, body in PATHOLOGY_PAGES]
-    return pdf_factory.write_text_pdf(path, [f"Case {n}. {topics[n % len(topics)]}" for n in range(1, BOOK_PAGES + 1)])
+    return write_case_book(path, BOOK_PAGES)
 
 
 class Served:

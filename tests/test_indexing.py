@@ -17,7 +17,7 @@ from indexer.settings import IndexerSettings
 from rag.page_index import EncoderMismatchError, PageIndex, page_point_id
 from rag.search import SearchError, SearchQuery, search_pages
 from tests import pdf_factory
-from tests.conftest import PATHOLOGY_PAGES, write_pathology_book
+from tests.conftest import PATHOLOGY_PAGES, write_case_book, write_pathology_book
 
 pytestmark = pytest.mark.slow
 
@@ -279,11 +279,7 @@ LONG_BOOK_PAGES = 30
 def test_a_killed_run_resumes_without_duplicates_and_is_never_half_visible(
     tmp_path: Path, settings: IndexerSettings, text_only_encoders
 ) -> None:
-    topics = [body for _, body in PATHOLOGY_PAGES]
-    pdf = pdf_factory.write_text_pdf(
-        tmp_path / "long.pdf",
-        [f"Case {n}. {topics[n % len(topics)]}" for n in range(1, LONG_BOOK_PAGES + 1)],
-    )
+    pdf = write_case_book(tmp_path / "long.pdf", LONG_BOOK_PAGES)
     driver = tmp_path / "killing_driver.py"
     driver.write_text(KILLING_DRIVER)
     env = os.environ | {

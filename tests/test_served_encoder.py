@@ -22,8 +22,7 @@ from rag.encoders.sparse import Bm25Encoder
 from rag.page_index import EncoderMismatchError, PageIndex
 from rag.search import SearchQuery, search_pages
 from server.settings import ServerSettings
-from tests import pdf_factory
-from tests.conftest import PATHOLOGY_PAGES
+from tests.conftest import write_case_book
 from tests.pooling_server import PoolingServer
 from tests.vllm_server import free_port
 
@@ -52,10 +51,7 @@ def served_index(settings: ServerSettings, text_encoder) -> PageIndex:
 
 
 def long_book(tmp_path: Path) -> Path:
-    topics = [body for _, body in PATHOLOGY_PAGES]
-    return pdf_factory.write_text_pdf(
-        tmp_path / "long.pdf", [f"Case {n}. {topics[n % len(topics)]}" for n in range(1, BOOK_PAGES + 1)]
-    )
+    return write_case_book(tmp_path / "long.pdf", BOOK_PAGES)
 
 
 # --- connecting ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from rag.disk import free_mib
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
 from rag.store.points import CatalogRecords, catalog_id, dense_vectors, filter_terms, non_empty_sparse, query_list
@@ -239,10 +240,7 @@ def _lock(path: Path) -> int:
 
 
 def _check_free_space(path: Path) -> None:
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    free_mb = shutil.disk_usage(existing).free / 2**20
+    free_mb = free_mib(path)
     if free_mb < MIN_FREE_MB_TO_OPEN:
         raise StoreError(
             f"The disk of the index at {path} has {free_mb:.0f} MiB free; the embedded engine needs at least "
