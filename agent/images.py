@@ -82,11 +82,16 @@ def crop_fraction(image: Image.Image, box: list[float]) -> Image.Image:
     return image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
 
 
-def data_url(image: Image.Image, max_pixels: int) -> str:
-    """A JPEG data URL of the image within the pixel budget (what OpenAI-compatible servers accept)."""
+def jpeg_bytes(image: Image.Image, max_pixels: int) -> bytes:
+    """The image as JPEG within the pixel budget."""
     image = fit_pixels(image, max_pixels)
     if image.mode != "RGB":
         image = image.convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=88)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def data_url(image: Image.Image, max_pixels: int) -> str:
+    """A JPEG data URL of the image within the pixel budget (what OpenAI-compatible servers accept)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(image, max_pixels)).decode("ascii")

@@ -1,8 +1,9 @@
 """The FastAPI app: a thin HTTP layer over the agent (questions) and the indexer (books).
 
 `create_app(settings)` builds everything from the one ServerSettings object and includes one router per
-API (server/routers/); the routes only translate requests -> agent/indexer calls (CPU-bound work in
-worker threads) and results -> protocol models. Questions and images are never logged.
+API (server/routers/) and the MCP endpoint (/mcp); the routes only translate requests -> agent/indexer
+calls (CPU-bound work in worker threads) and results -> protocol models. Questions and images are
+never logged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rag.page_index import PageIndex
 from server.dependencies import Services
 from server.errors import install_error_handlers
 from server.limits import BodyLimitMiddleware
+from server.mcp_http import McpEndpoint
 from server.routers import ask, books, health, openai, pages, web
 from server.settings import ServerSettings
 
@@ -28,12 +30,14 @@ def create_app(settings: ServerSettings | None = None, index: PageIndex | None =
     """The app; `index` lets a caller share an already open page index (tests, embedding)."""
     settings = settings or ServerSettings()
     services = Services(settings, index)
+    mcp = McpEndpoint(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await run_in_threadpool(services.close)
 
@@ -48,6 +52,7 @@ def create_app(settings: ServerSettings | None = None, index: PageIndex | None =
     _install_middleware(app, services)
     for api in (health, ask, pages, books, openai, web):
         app.include_router(api.router)
+    app.router.routes.append(mcp.route)  # the MCP tools over streamable HTTP (server/mcp_http.py)
     return app
 
 

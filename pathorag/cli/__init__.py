@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pathorag.cli import ask, books, demo, evaluate, search, serve
+from pathorag.cli import ask, books, demo, evaluate, mcp, search, serve
 
 app = typer.Typer(help="Pathology textbook RAG: index books, search pages.", no_args_is_help=True)
 app.add_typer(books.index_app, name="index")
@@ -14,3 +14,4 @@ app.command("eval")(evaluate.eval_command)
 app.command("eval-convert")(evaluate.eval_convert)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+app.command("mcp")(mcp.mcp)
