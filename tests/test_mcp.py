@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,11 +138,14 @@ def test_stdio_server_through_pathorag_mcp(tmp_path, text_only_encoders):
     data_dir = tmp_path / "data"
     index = PageIndex(server_settings(data_dir), encoders=text_only_encoders)
     assert index_pdf(index, write_pathology_book(tmp_path / "essentials.pdf"), BookMeta(organ_systems=["general"])).ok
-    index.close()  # the stdio server opens it in its own process
     env = {key: value for key, value in os.environ.items() if key.startswith(("PATH", "HOME", "HF_", "TRANSFORMERS"))}
     env |= {"PATHORAG_DATA_DIR": str(data_dir), "PATHORAG_PAGE_ENCODER": "none", "PATHORAG_OCR": "false",
             "PATHORAG_RENDER_DPI": "72", "PATHORAG_AGENT_MAX_IMAGE_DECODED_PIXELS": "4000000"}
-    params = StdioServerParameters(command=str(Path(sys.executable).parent / "pathorag"), args=["mcp"], env=env, cwd=tmp_path)
+    command = str(Path(sys.executable).parent / "pathorag")
+    held = subprocess.run([command, "mcp"], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert held.returncode == 2 and "open in another process" in " ".join(held.stderr.split()) and held.stdout == ""
+    index.close()  # the stdio server opens it in its own process
+    params = StdioServerParameters(command=command, args=["mcp"], env=env, cwd=tmp_path)
 
     async def run() -> None:
         async with Client(params, read_timeout_seconds=300) as client:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 
 from pathorag.cli.common import load_settings, user_errors
@@ -17,8 +16,7 @@ def mcp() -> None:
     from server.mcp_tools import build_mcp_server
     from server.settings import ServerSettings
 
-    settings = load_settings(ServerSettings)
-    logging.basicConfig(level=logging.WARNING)  # to stderr: stdout carries the protocol
+    settings = load_settings(ServerSettings)  # also sends logging to stderr: stdout carries the protocol
     with user_errors():
         index = PageIndex(settings)
         index.books()  # open it now: an index held by `pathorag serve` is refused with its reason
