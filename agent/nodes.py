@@ -41,6 +41,7 @@ from agent.state import (
     no_usage,
 )
 from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUnavailable
+from rag.coverage import vocabulary_coverage
 from rag.models import CitedPage, PageHit
 from rag.page_index import PageIndex
 from rag.search import SearchQuery, SearchResult, search_many
@@ -464,14 +465,11 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
     choices = state["choices"]
     support: dict[str, float] = {}
     choice = None
-    weak = bool(ranked) and _weak_evidence(ctx, ranked)
+    weak = _weak_evidence(ctx, ranked, state["question"], choices) if ranked else ""
     if not ranked:
         text = f"{EVIDENCE_ONLY} No indexed textbook page matched the question, so there is no evidence to show."
     elif weak:
-        text = (
-            f"{EVIDENCE_ONLY} No indexed textbook page matches the question closely, so the library may not "
-            "cover it and no answer is suggested; the closest pages are cited below."
-        )
+        text = f"{EVIDENCE_ONLY} {weak}, so the library may not cover it and no answer is suggested; the closest pages are cited below."
     else:
         text = f"{EVIDENCE_ONLY} The most relevant textbook pages are cited below, best first."
     if ranked and choices:
@@ -492,22 +490,32 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
         if choices
         else "Pages ranked by fused retrieval score.",
         evidence_only=True,
-        insufficient_evidence=not ranked or weak,
+        insufficient_evidence=not ranked or bool(weak),
         option_support=support,
         citations=citations,
     )
     return result, [AnswerEvent(by="evidence", choice=choice)]
 
 
-def _weak_evidence(ctx: RunContext, pages: list[Page]) -> bool:
-    """No retrieved page's text is as similar to a query as `agent_min_text_similarity` asks.
+def _weak_evidence(ctx: RunContext, pages: list[Page], question: str, choices: list[str]) -> str:
+    """Why the retrieved pages are unlikely to answer the question, or "" when nothing says so.
 
-    The cosine of the text encoder is an absolute measure, unlike fused scores, which are relative
-    to the other results and so depend on the library's size."""
-    threshold = ctx.settings.agent_min_text_similarity
-    if threshold <= 0:
-        return False
-    return max(page["text_similarity"] for page in pages) < threshold
+    Two absolute measures, unlike fused scores (relative to the other results, so dependent on the
+    library's size): no page's text is as similar to a query as `agent_min_text_similarity` asks, or
+    fewer of the words of the question and its options than `agent_min_vocabulary_coverage` occur on
+    any indexed page."""
+    settings = ctx.settings
+    if settings.agent_min_text_similarity > 0 and max(p["text_similarity"] for p in pages) < settings.agent_min_text_similarity:
+        return "No indexed textbook page matches the question closely"
+    if settings.agent_min_vocabulary_coverage > 0:
+        coverage = vocabulary_coverage(ctx.index, " ".join([question, *choices]))
+        if coverage.share < settings.agent_min_vocabulary_coverage:
+            asked = "the question and its options" if choices else "the question"
+            return (
+                f"{len(coverage.unknown)} of the {coverage.words} words of {asked} appear on no indexed page "
+                f"({', '.join(coverage.unknown[:8])})"
+            )
+    return ""
 
 
 def _citation(page: Page) -> Citation:

@@ -44,10 +44,16 @@ class AgentSettings(RagSettings):
         50_000_000, ge=10_000, description="Largest accepted decoded user image (decompression-bomb guard)."
     )
     agent_min_text_similarity: float = Field(
-        0.5,
+        0.4,
         ge=0,
         le=1,
         description="Evidence-only mode: when no retrieved page's text is this similar (text-encoder cosine) to a query, the answer says the evidence is insufficient and picks no option (0 = never). Set for all-MiniLM-L6-v2; `pathorag eval --mode retrieval` reports the in-corpus 5th percentile for another encoder or library.",
+    )
+    agent_min_vocabulary_coverage: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Evidence-only mode: when fewer than this share of the distinct words of the question and its options occur on any indexed page, the answer says the evidence is insufficient, names the unknown words and picks no option (0 = never).",
     )
     agent_search_concurrency: int = Field(4, ge=1, description="Sub-query searches run at once.")
     agent_log_content: bool = Field(

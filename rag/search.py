@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from rag.coverage import terms_occur
 from rag.encoders import BM25, PAGE, PAGE_CENTROIDS, PAGE_FDE, TEXT
 from rag.encoders.multivector import FixedDimensionalEncoder
 from rag.models import OUTSIDE_BODY_PAGES, BookRecord, PageHit, SparseVector
@@ -245,7 +246,7 @@ def _lexical_query(index: PageIndex, text: str, page_filter: PageFilter) -> Spar
     own = set(vector.indices)
     extra: dict[int, float] = {}
     for alternatives in find_alternatives(text):
-        if _in_index(index, alternatives.found, page_filter):
+        if terms_occur(index, alternatives.found, page_filter):
             continue
         for term in sparse.embed_query(" ".join(alternatives.others)).indices:
             if term not in own:
@@ -253,14 +254,6 @@ def _lexical_query(index: PageIndex, text: str, page_filter: PageFilter) -> Spar
     if not extra:
         return vector
     return merge_weighted([(vector, 1.0), (SparseVector(list(extra), list(extra.values())), 1.0)])
-
-
-def _in_index(index: PageIndex, words: str, page_filter: PageFilter) -> bool:
-    """Whether every term of `words` occurs on some searched page."""
-    terms = index.encoders.sparse.embed_query(words).indices
-    return all(
-        index.store.search(ChannelQuery(BM25, SparseVector([term], [1.0]), 1), page_filter) for term in terms
-    )
 
 
 def _weights(index: PageIndex, channels: list[str]) -> dict[str, float]:

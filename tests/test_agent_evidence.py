@@ -270,10 +270,34 @@ def test_evidence_only_abstains_when_no_page_matches_closely(agent_library) -> N
     assert result.evidence_only and result.insufficient_evidence and result.choice is None
     assert "may not cover it" in result.answer and result.citations  # the closest pages stay visible
     assert set(result.option_support) == {"A", "B", "C"}
-    # With the threshold off, the same question gets a (meaningless) best-supported option.
-    lenient_settings = agent_library.settings.model_copy(update={"agent_min_text_similarity": 0.0})
+    # With both checks off, the same question gets a (meaningless) best-supported option.
+    lenient_settings = agent_library.settings.model_copy(
+        update={"agent_min_text_similarity": 0.0, "agent_min_vocabulary_coverage": 0.0}
+    )
     guessed = Agent(lenient_settings, agent_library.index).run(question, choices=choices)
     assert not guessed.insufficient_evidence and guessed.choice in {"A", "B", "C"}
+
+
+def test_vocabulary_coverage_names_the_words_no_page_uses(agent_library) -> None:  # noqa: F811
+    from rag.coverage import vocabulary_coverage
+
+    known = vocabulary_coverage(agent_library.index, "According to the textbook, do tumor cells form keratin pearls?")
+    assert known.unknown == [] and known.share == 1.0  # "tumor" is known as the page's "tumour"; "textbook" frames
+    gap = vocabulary_coverage(agent_library.index, "Which kinase phosphorylates the tumour cells of Hodgkin lymphoma?")
+    assert gap.unknown == ["kinase", "phosphorylates"] and gap.share == pytest.approx(1 - 2 / gap.words)
+
+
+def test_evidence_only_abstains_when_the_library_does_not_use_the_words(agent_library) -> None:  # noqa: F811
+    # Close enough for the sentence encoder alone, but most of its words are on no page.
+    settings = agent_library.settings.model_copy(update={"agent_min_text_similarity": 0.0})
+    question = "Which cyclin-dependent kinase phosphorylates the retinoblastoma protein in Reed-Sternberg cells?"
+    choices = ["CDK4", "ATM", "BRCA1"]
+    agent = Agent(settings, agent_library.index)
+    result = agent.run(question, choices=choices)
+    assert result.insufficient_evidence and result.choice is None and result.citations
+    assert "appear on no indexed page (cyclin, dependent, kinase, phosphorylates, retinoblastoma, protein" in result.answer
+    answered = agent.run(MCQ_QUESTION, choices=MCQ_CHOICES)
+    assert not answered.insufficient_evidence and answered.choice == "A"
 
 
 def test_terms_are_the_same_when_many_questions_are_read_at_once() -> None:
