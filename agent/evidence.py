@@ -15,6 +15,10 @@ Refinements that each held up on a development set of paraphrased, vignette and 
   "24"); American and British spellings are one word; a name in the terminology lexicon (e.g.
   "neutrophil") is found where the page uses another name of the same thing.
 No model is involved: this is a lexical reading aid, and the answer says so.
+
+`pick_option` turns the supports into a choice: the best-supported option, or, for a question that
+asks for the exception ("all of the following except", "which is false"), the least-supported one;
+and whether the pages settle it (no other option close to the chosen one).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ _SPELLING = [(re.compile(pattern), british) for pattern, british in SPELLING_VAR
 _STEMMERS = threading.local()  # a Snowball stemmer keeps its word in itself: one per thread
 _CLAUSE_SPLIT = re.compile(r",?\s+and\s+(?=(?:in|what|which|how|when|where|who|why|whose)\b)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+_ASKS_FOR_EXCEPTION = re.compile(
+    r"\bexcept\b|\b(?:is|are)\s+(?:not\s+(?:true|correct)|false|incorrect|untrue)\b", re.IGNORECASE
+)  # not "least likely": books state that positively ("less liable to be infected than ...")
+CLOSE_SUPPORT = 0.9  # another option with at least this share of the chosen one's support: not settled
 
 
 def _number_words() -> dict[str, str]:
@@ -190,3 +198,25 @@ def _best_place(option: list[Concept], asked: dict[str, float], pages: list[list
             context = sum(weight(t) * w for t, w in asked.items() if t in near) / asked_mass
             best = max(best, page_weight * stated / option_mass * (QUESTION_PRIOR + context))
     return best
+
+
+@dataclass(frozen=True)
+class OptionPick:
+    index: int  # the chosen option
+    exception: bool  # the question asks for the option that does not hold
+    rivals: list[int]  # other options supported about as much (low confidence when any)
+
+
+def asks_for_exception(question: str) -> bool:
+    """'All of the following ... EXCEPT', 'Which ... is false / not true': the answer is the option the
+    pages do not state ('the false membrane' is not such a question)."""
+    return bool(_ASKS_FOR_EXCEPTION.search(question))
+
+
+def pick_option(question: str, supports: Sequence[float]) -> OptionPick:
+    """The option to suggest from its support (`score_options`), and the options too close to call."""
+    exception = asks_for_exception(question)
+    strength = [1.0 - s for s in supports] if exception else list(supports)
+    best = max(range(len(strength)), key=strength.__getitem__)
+    rivals = [i for i, value in enumerate(strength) if i != best and value >= CLOSE_SUPPORT * strength[best]]
+    return OptionPick(best, exception, rivals)

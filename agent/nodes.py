@@ -18,7 +18,7 @@ import pydantic_core
 from pydantic import BaseModel
 
 from agent import prompts
-from agent.evidence import score_options
+from agent.evidence import OptionPick, pick_option, score_options
 from agent.images import crop_fraction, data_url
 from agent.prompts import LETTERS, Answer, Inspection, RoutePlan
 from agent.settings import AgentSettings
@@ -477,11 +477,9 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
         scores = score_options(state["question"], choices, [page["text"] for page in ranked])
         support = dict(zip(letters, scores))
         if not weak:
-            choice = max(letters, key=lambda letter: support[letter])
-            text = (
-                f"{EVIDENCE_ONLY} Retrieval supports option {choice} ({choices[letters.index(choice)]}) most, "
-                f"with {support[choice]:.0%} of the support; read the cited pages before relying on it."
-            )
+            pick = pick_option(state["question"], scores)
+            choice = letters[pick.index]
+            text = f"{EVIDENCE_ONLY} " + _pick_text(pick, letters, choices, scores)
     result = AgentResult(
         answer=text,
         choice=choice,
@@ -495,6 +493,18 @@ def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, l
         citations=citations,
     )
     return result, [AnswerEvent(by="evidence", choice=choice)]
+
+
+def _pick_text(pick: OptionPick, letters: str, choices: list[str], scores: list[float]) -> str:
+    chosen = f"option {letters[pick.index]} ({choices[pick.index]})"
+    if pick.exception:
+        text = f"The question asks for the exception: retrieval supports {chosen} least, with {scores[pick.index]:.0%} of the support"
+    else:
+        text = f"Retrieval supports {chosen} most, with {scores[pick.index]:.0%} of the support"
+    if pick.rivals:
+        rivals = ", ".join(f"{letters[i]} ({scores[i]:.0%})" for i in pick.rivals)
+        return f"{text}, but {rivals} {'is' if len(pick.rivals) == 1 else 'are'} about as close: low confidence, the pages do not settle it; read them."
+    return f"{text}; read the cited pages before relying on it."
 
 
 def _weak_evidence(ctx: RunContext, pages: list[Page], question: str, choices: list[str]) -> str:

@@ -315,3 +315,27 @@ def test_terms_are_the_same_when_many_questions_are_read_at_once() -> None:
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda chunk: evidence.terms(" ".join(chunk)), [words] * 8))
         assert all(result == expected for result in results)
+
+
+def test_exception_questions_choose_the_option_the_pages_do_not_state(agent) -> None:
+    from agent.evidence import asks_for_exception, pick_option
+
+    assert asks_for_exception("All of the following are seen in Hodgkin lymphoma EXCEPT:")
+    assert asks_for_exception("Which statement about caseous necrosis is false?")
+    assert not asks_for_exception("What is the false membrane of pharyngeal diphtheria composed of?")
+    assert not asks_for_exception("Which wound is least likely to become infected?")  # stated as "less liable"
+    assert pick_option("Which is false?", [0.5, 0.1, 0.4]).index == 1
+    close = pick_option("Which cells?", [0.40, 0.38, 0.22])
+    assert (close.index, close.rivals, close.exception) == (0, [1], False)
+
+    result = agent.run(
+        "All of the following describe Reed-Sternberg cells EXCEPT:",
+        choices=["Owl-eye nucleoli", "Expression of CD15 and CD30", "Keratin pearls and intercellular bridges"],
+    )
+    assert result.choice == "C" and "asks for the exception" in result.answer
+    assert min(result.option_support, key=result.option_support.get) == "C"
+
+
+def test_options_supported_about_equally_are_reported_as_low_confidence(agent) -> None:
+    result = agent.run("Which cells are characteristic of Hodgkin lymphoma?", choices=["Reed-Sternberg cells", "Reed-Sternberg cells."])
+    assert result.choice == "A" and "low confidence" in result.answer and "B (" in result.answer
