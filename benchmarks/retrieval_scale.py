@@ -65,9 +65,9 @@ class PageVectors:
     full: np.ndarray  # (n, DIM) float16
     pool3: np.ndarray | None  # (~n/3, DIM) float16: k-means token pooling (only with the pool3 shard)
     mean: np.ndarray  # (DIM,)
-    rows: np.ndarray  # (~27, DIM) float16: one mean per grid row
-    cent: np.ndarray  # (<=32, DIM) float16: k-means centroids
-    fde: np.ndarray  # (FixedDimensionalEncoder.dim,) float32
+    rows: np.ndarray | None  # (~27, DIM) float16: one mean per grid row (these three: only with a sweep shard)
+    cent: np.ndarray | None  # (<=32, DIM) float16: k-means centroids
+    fde: np.ndarray | None  # (FixedDimensionalEncoder.dim,) float32
     production: tuple[dict, dict] | None  # rag.encoders.visual_vectors (only with the production shard)
 
 
@@ -94,15 +94,16 @@ def _init_worker(seed: int, shards: tuple[str, ...]) -> None:
 def _page_vectors(page: int) -> tuple[PageVectors, float]:
     tokens = make_page(_WORKER["world"], _WORKER["seed"], page)
     start = time.perf_counter()
+    sweep = set(_WORKER["shards"]) - {"production"}  # the strategies' own representations, when measured
     vectors = PageVectors(
         full=tokens.astype(np.float16),
         pool3=page_centroids(tokens, len(tokens) // TOKEN_POOL_FACTOR, iterations=4).astype(np.float16)
-        if "pool3" in _WORKER["shards"]
+        if "pool3" in sweep
         else None,
         mean=mean_vector(tokens),
-        rows=row_means(tokens).astype(np.float16),
-        cent=page_centroids(tokens, CENTROIDS).astype(np.float16),
-        fde=_WORKER["fde"].page(tokens),
+        rows=row_means(tokens).astype(np.float16) if sweep else None,
+        cent=page_centroids(tokens, CENTROIDS).astype(np.float16) if sweep else None,
+        fde=_WORKER["fde"].page(tokens) if sweep else None,
         production=visual_vectors(tokens, PRODUCTION_FDE) if "production" in _WORKER["shards"] else None,
     )
     return vectors, time.perf_counter() - start
@@ -421,7 +422,49 @@ def measure_production(
     print(f"  {row['strategy']:45s} p50 {row['p50_ms']:8.1f} ms  p95 {row['p95_ms']:8.1f} ms  "
           f"R@10 {row['recall_at_10']:.3f}  (n={len(queries)}, {n_pages} pages)", flush=True)
     info = {"reopen_s": reopen, "rss_growth_mib": rss_growth, "disk_bytes_total": total, "disk_bytes_per_vector": per_vector}
+    info |= cold_start(path, queries[0].tokens)
+    print(f"  cold start: first answer {info['cold_start_s']:.2f} s after process start (imports "
+          f"{info['cold_start_imports_s']:.2f} s, open {info['cold_start_open_s']:.2f} s, query "
+          f"{info['cold_start_first_query_s']:.2f} s), peak RSS {info['cold_start_rss_mib']:.0f} MiB", flush=True)
     return info, [row]
+
+
+_COLD_START = """
+import json, sys, time, resource
+t0 = time.perf_counter()
+import numpy as np
+from rag.encoders.multivector import FixedDimensionalEncoder
+from rag.search import visual_query
+from rag.store import PageFilter
+from rag.store.edge import EdgeStore
+from rag.encoders import page_vector_specs
+t1 = time.perf_counter()
+tokens = np.load(sys.argv[2])
+store = EdgeStore(sys.argv[1])
+store.ensure_schema(page_vector_specs(tokens.shape[1]))
+t2 = time.perf_counter()
+store.search(visual_query(tokens, FixedDimensionalEncoder(tokens.shape[1]), int(sys.argv[3])), PageFilter())
+t3 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "open_s": t2 - t1, "first_query_s": t3 - t2,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def cold_start(path: Path, tokens: np.ndarray) -> dict:
+    """A fresh process: Python start, imports, opening the shard, one visual query (what a restarted server does)."""
+    import subprocess
+
+    query_file = path.parent / "cold_start_query.npy"
+    np.save(query_file, tokens)
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD_START, str(path), str(query_file), str(PRODUCTION_LIMIT)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    stages = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"cold_start_s": time.perf_counter() - t0, "cold_start_rss_mib": stages.pop("peak_rss_mib")} | {
+        f"cold_start_{name}": value for name, value in stages.items()
+    }
 
 
 def measure_local_mode(path: Path, corpus: Corpus, n_pages: int, queries: list[QueryVectors], truth: np.ndarray) -> list[dict]:
@@ -543,8 +586,8 @@ def main() -> None:
         truth_s = time.perf_counter() - t0
         size_report = {
             "pages": n_pages,
-            "tokens_per_page": float(np.mean([len(p.full) for p in corpus.pages])),
-            "pool3_tokens_per_page": float(np.mean([len(p.pool3) for p in corpus.pages])) if "pool3" in args.shards else None,
+            "tokens_per_page": float(np.mean([len(p.full) for p in corpus.pages[previous:n_pages]])),
+            "pool3_tokens_per_page": float(np.mean([len(p.pool3) for p in corpus.pages[previous:n_pages]])) if "pool3" in args.shards else None,
             "generation_s_total": corpus.gen_seconds,
             "prefetch_vectors_prep_ms_per_page": 1000 * corpus.prep_seconds / n_pages,
             "numpy_exact_truth_s": truth_s,
@@ -582,6 +625,8 @@ def main() -> None:
             )
         report["sizes"].append(size_report)
         args.out.write_text(json.dumps(report, indent=1))
+        if n_pages >= args.local_mode_pages:  # later steps need only their own pages: 100 000 would not fit in RAM
+            corpus.pages[previous:n_pages] = [None] * (n_pages - previous)
         previous = n_pages
     print(f"wrote {args.out}")
 

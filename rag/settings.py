@@ -29,6 +29,24 @@ class RagSettings(BaseSettings):
     qdrant_url: str | None = Field(None, description="Qdrant server or cluster URL; unset = embedded engine.")
     qdrant_api_key: SecretStr | None = Field(None, description="API key for the Qdrant server.")
     collection_prefix: str = Field("pathorag", description="Prefix of the Qdrant collections.")
+    qdrant_shard_number: int = Field(
+        1, ge=1, description="Server backend: shards of the pages collection, set when pathorag creates it "
+        "(on a cluster about two per node; it cannot be changed later without resharding)."
+    )
+    qdrant_replication_factor: int = Field(
+        1, ge=1, description="Server backend: copies of every shard (2 keeps serving with one node down)."
+    )
+    qdrant_write_consistency_factor: int = Field(
+        1, ge=1, description="Server backend: replicas that must confirm a write before it returns."
+    )
+    qdrant_page_vectors_on_disk: bool = Field(
+        True, description="Server backend: keep the page-image multivectors (`page`, about 88 KB a page) memory-mapped "
+        "on disk; the FDE and centroids, read for every candidate, stay in RAM."
+    )
+    qdrant_fde_hnsw: bool = Field(
+        False, description="Server backend: build an HNSW graph on the FDE vector (the first visual stage) instead of "
+        "scanning it; for shards of several hundred thousand pages."
+    )
 
     # --- encoders ------------------------------------------------------------------
     page_encoder: str = Field(

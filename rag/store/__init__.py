@@ -14,10 +14,11 @@ def open_store(settings: RagSettings) -> VectorStore:
     if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
-        from rag.store.server import ServerStore
+        from rag.store.server import CollectionLayout, ServerStore
 
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return ServerStore(QdrantClient(url=settings.qdrant_url, api_key=api_key), settings.collection_prefix)
+        client = QdrantClient(url=settings.qdrant_url, api_key=api_key)
+        return ServerStore(client, settings.collection_prefix, CollectionLayout.from_settings(settings))
 
     from rag.store.edge import EdgeStore
 

@@ -1,34 +1,63 @@
 """Server backend: collections `{prefix}_pages` and `{prefix}_catalog` through qdrant-client.
 
-Also runs against qdrant-client's local mode (`QdrantClient(path=...)`), which speaks the same API.
+pathorag creates the collections itself with a `CollectionLayout` from the settings (shards, replicas,
+what stays in RAM, which vectors get an HNSW graph) rather than leaving them to the cluster's defaults
+(README, "Scaling out"). Also runs against qdrant-client's local mode (`QdrantClient(path=...)`),
+which speaks the same API and keeps the per-vector settings (not shards and replicas).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from rag.encoders.layout import PAGE, PAGE_FDE
 from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
+from rag.settings import RagSettings
 from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
 from rag.store.points import CatalogRecords, catalog_id, dense_vectors, filter_terms, non_empty_sparse, query_list
 
-_INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
+_INDEXED_FIELDS = ("organ_systems", "page_kind")  # and book_id, the tenant field
+_FDE_HNSW = qm.HnswConfigDiff(m=16, ef_construct=128)
 _SCROLL_PAGE = 1000
 # Comparable description of a stored vector: what must match for existing data to stay valid.
 _Signature = tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class CollectionLayout:
+    """How the pages collection is laid out on a server or cluster (set once, when it is created)."""
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+    page_vectors_on_disk: bool = True  # `page` memory-mapped: only the 50 reranked pages read it per query
+    fde_hnsw: bool = False  # an HNSW graph on `page_fde` instead of a full scan of it
+
+    @classmethod
+    def from_settings(cls, settings: RagSettings) -> CollectionLayout:
+        return cls(
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
+            page_vectors_on_disk=settings.qdrant_page_vectors_on_disk,
+            fde_hnsw=settings.qdrant_fde_hnsw,
+        )
+
+
 class ServerStore(CatalogRecords):
     """`VectorStore` on a Qdrant server or cluster (or qdrant-client's local mode)."""
 
-    def __init__(self, client: QdrantClient, prefix: str) -> None:
+    def __init__(self, client: QdrantClient, prefix: str, layout: CollectionLayout | None = None) -> None:
         self._client = client
         self._pages = f"{prefix}_pages"
         self._catalog = f"{prefix}_catalog"
+        self._layout = layout or CollectionLayout()
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -42,14 +71,23 @@ class ServerStore(CatalogRecords):
         self._ensure_catalog()
 
     def _create_pages(self, vectors: list[VectorSpec]) -> None:
+        layout = self._layout
         self._client.create_collection(
             self._pages,
-            vectors_config={spec.name: _dense_params(spec) for spec in vectors if spec.kind != "sparse"},
+            vectors_config={spec.name: _dense_params(spec, layout) for spec in vectors if spec.kind != "sparse"},
             sparse_vectors_config={spec.name: _sparse_params(spec) for spec in vectors if spec.kind == "sparse"},
+            shard_number=layout.shard_number,
+            replication_factor=layout.replication_factor,
+            write_consistency_factor=layout.write_consistency_factor,
+            on_disk_payload=True,  # page text is read for the hits only; the payload indexes stay in RAM
         )
         with warnings.catch_warnings():
             # Local mode has no payload indexes and says so; a server builds them.
             warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+            # Every page belongs to one book, and searches and removals filter by book: the tenant field
+            # keeps each book's pages together in storage.
+            book = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
+            self._client.create_payload_index(self._pages, "book_id", book)
             for field in _INDEXED_FIELDS:
                 self._client.create_payload_index(self._pages, field, qm.PayloadSchemaType.KEYWORD)
 
@@ -67,7 +105,11 @@ class ServerStore(CatalogRecords):
 
     def _ensure_catalog(self) -> None:
         if not self._client.collection_exists(self._catalog):
-            self._client.create_collection(self._catalog, vectors_config={})
+            # One small shard, as many copies as the pages: the catalog says which books are searchable.
+            self._client.create_collection(
+                self._catalog, vectors_config={}, shard_number=1, replication_factor=self._layout.replication_factor,
+                write_consistency_factor=self._layout.write_consistency_factor,
+            )
 
     # --- pages -----------------------------------------------------------------------------
 
@@ -183,14 +225,18 @@ def _datatype(spec: VectorSpec) -> qm.Datatype | None:
     return _DATATYPES[spec.datatype]
 
 
-def _dense_params(spec: VectorSpec) -> qm.VectorParams:
+def _dense_params(spec: VectorSpec, layout: CollectionLayout) -> qm.VectorParams:
     multivector = qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM) if spec.kind == "multi" else None
+    hnsw = None if spec.index else qm.HnswConfigDiff(m=0)
+    if spec.name == PAGE_FDE and layout.fde_hnsw:
+        hnsw = _FDE_HNSW
     return qm.VectorParams(
         size=spec.dim,
         distance=_DISTANCES[spec.distance],
         multivector_config=multivector,
         datatype=_datatype(spec),
-        hnsw_config=None if spec.index else qm.HnswConfigDiff(m=0),
+        hnsw_config=hnsw,
+        on_disk=True if spec.name == PAGE and layout.page_vectors_on_disk else None,
     )
 
 
