@@ -12,6 +12,7 @@ refused with a pointer to `pathorag index reindex`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,10 @@ from rag.store import VectorStore, open_store
 # Page point ids are derived from (book, page) so re-indexing a page overwrites it, never duplicates it.
 _POINT_NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4f55-9a43-2b8f0c7e9d11")
 META_VERSION = 1
+# The book list is read once and kept: every search filters by it, and with thousands of books it
+# takes tens of milliseconds to read. Changes made through this index are seen at once; those of
+# another process on a shared Qdrant server within this many seconds.
+CATALOG_TTL_S = 5.0
 
 
 class EncoderMismatchError(RuntimeError):
@@ -52,6 +57,8 @@ class PageIndex:
         self._store = store
         self._encoders = encoders
         self.images = PageImageStore(settings.page_images_dir)
+        self._catalog: tuple[float, list[BookRecord]] | None = None  # (read at, books)
+        self._catalog_changes = 0
 
     @property
     def store(self) -> VectorStore:
@@ -89,8 +96,20 @@ class PageIndex:
 
     # --- books -----------------------------------------------------------------------------
     def books(self) -> list[BookRecord]:
-        """Every book record, whatever its status."""
-        return self.store.list_books()
+        """Every book record, whatever its status (read from the store at most every CATALOG_TTL_S
+        seconds, and again after any change made through this index)."""
+        cached = self._catalog
+        if cached is not None and time.monotonic() - cached[0] < CATALOG_TTL_S:
+            return list(cached[1])
+        changes = self._catalog_changes
+        books = self.store.list_books()
+        if changes == self._catalog_changes:  # no change while it was read: the list is current
+            self._catalog = (time.monotonic(), books)
+        return list(books)
+
+    def _catalog_changed(self) -> None:
+        self._catalog_changes += 1
+        self._catalog = None
 
     def complete_books(self) -> list[BookRecord]:
         """The searchable books."""
@@ -124,6 +143,7 @@ class PageIndex:
         """Record a book as `indexing` (never searchable) before any of its pages is stored."""
         self.encoders  # refuse a mismatched index before anything is written
         self.store.put_book(book.model_copy(update={"status": "indexing"}))
+        self._catalog_changed()
 
     def add_pages(self, points: list[PagePoint]) -> None:
         """Store pages (durably): a page stored again under the same (book, page) replaces itself."""
@@ -133,6 +153,7 @@ class PageIndex:
         """Make a book searchable, with the pages that could not be read."""
         book = book.model_copy(update={"status": "complete", "failed_pages": sorted(failed_pages)})
         self.store.put_book(book)
+        self._catalog_changed()
         return book
 
     def clear_book(self, book_id: str) -> BookRecord:
@@ -154,14 +175,17 @@ class PageIndex:
         if book is None:
             return False
         self.store.put_book(book.model_copy(update={"status": "removing"}))
+        self._catalog_changed()
         self.store.delete_book_pages(book_id)
         self.store.delete_book(book_id)
+        self._catalog_changed()
         self.source_path(book_id).unlink(missing_ok=True)
         return True
 
     def drop(self) -> None:
         """Delete every book and page (a full rebuild; the page images and source copies stay)."""
         self.store.drop()
+        self._catalog_changed()
 
     # --- pages -----------------------------------------------------------------------------
     def page(self, book_id: str, page: int) -> PageRecord | None:

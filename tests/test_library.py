@@ -76,3 +76,20 @@ def test_remove_book_takes_its_pages_and_source_copy(library) -> None:
     assert not index.source_path(first).exists()
     assert index.remove_book(first) is False
     assert index.source_path(second).is_file() and index.book(second).complete
+
+
+def test_the_book_list_is_read_once_and_follows_changes(library, monkeypatch) -> None:
+    import rag.page_index
+
+    index, first, second = library
+    reads = []
+    list_books = index.store.list_books
+    monkeypatch.setattr(index.store, "list_books", lambda: reads.append(1) or list_books())
+    index.start_book(index.book(first))  # a change through this index is seen at once
+    assert [b.book_id for b in index.complete_books()] == [second] and len(reads) == 1
+    assert index.resolve_book(second).book_id == second and len(index.books()) == 2 and len(reads) == 1
+    other = index.with_settings(index.settings)  # another reader of the same store (as another process)
+    other.finish_book(index.book(first), [])
+    assert [b.book_id for b in index.complete_books()] == [second]  # not yet: kept up to CATALOG_TTL_S
+    monkeypatch.setattr(rag.page_index, "CATALOG_TTL_S", 0.0)
+    assert sorted(b.book_id for b in index.complete_books()) == sorted([first, second])
