@@ -40,8 +40,9 @@ class RagSettings(BaseSettings):
         1, ge=1, description="Server backend: replicas that must confirm a write before it returns."
     )
     qdrant_page_vectors_on_disk: bool = Field(
-        True, description="Server backend: keep the page-image multivectors (`page`, about 88 KB a page) memory-mapped "
-        "on disk; the FDE and centroids, read for every candidate, stay in RAM."
+        False, description="Server backend: keep the page-image multivectors (`page`, about 88 KB a page) memory-mapped "
+        "on disk instead of in RAM (the FDE and centroids stay in RAM); saves most of the memory, costs rerank time "
+        "(BENCHMARKS.md, \"Retrieval at scale\")."
     )
     qdrant_fde_hnsw: bool = Field(
         False, description="Server backend: build an HNSW graph on the FDE vector (the first visual stage) instead of "

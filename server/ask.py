@@ -16,6 +16,7 @@ from agent.errors import AgentInputError
 from agent.images import ImageTooLargeError
 from server.errors import TIMEOUT_MESSAGE, ApiError, error_body
 from server.images import check_image_count, images_bytes
+from server.page_links import PageLinker
 from server.protocol import AskRequest, event_json
 from server.results import ask_response
 from server.runs import StreamedRun
@@ -113,12 +114,12 @@ def _error_event(message: str, type_: str) -> dict:
     return {"event": "error", "data": event_json(error_body(message, type_))}
 
 
-async def ask_events(run: StreamedRun):
+async def ask_events(run: StreamedRun, link: PageLinker):
     """The run's events as SSE, the result last; a failure after the 200 ends the stream with an error event."""
     try:
         async for event in run.events():
             if isinstance(event, ResultEvent):
-                yield {"event": "result", "data": ask_response(event.result).model_dump_json()}
+                yield {"event": "result", "data": ask_response(event.result, link).model_dump_json()}
             else:
                 yield {"event": event.type, "data": event.model_dump_json()}
     except AgentStopped:

@@ -12,6 +12,7 @@ from server.protocol import ChatCompletionRequest, ChatMessage, CitationOut
 
 TASK_MARKER = "### Task:"
 _CONTEXT_TURN_CHARS = 400
+_QUOTE_CHARS = 240  # the passage quoted under each source
 
 
 @dataclass
@@ -99,8 +100,19 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
         for citation in citations:
             page = citation.page_label or str(citation.page)
             section = f" ({citation.section})" if citation.section else ""
-            lines.append(f"[{citation.ref or '?'}] {citation.title}, p. {page}{section}")
+            link = f" [open page]({citation.link})" if citation.link else ""
+            lines.append(f"[{citation.ref or '?'}] {citation.title}, p. {page}{section}{link}")
+            if passage := _quoted(citation.snippet):
+                lines.append(f"> {passage}\n")
     return "\n".join(lines)
+
+
+def _quoted(snippet: str) -> str:
+    """The supporting passage on one line, short enough to read under its source."""
+    text = " ".join(snippet.split())
+    if len(text) > _QUOTE_CHARS:
+        text = text[:_QUOTE_CHARS].rsplit(" ", 1)[0] + " ..."
+    return text
 
 
 # --- streaming --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from agent.trace import describe_event
 from server import results
 from server.chat import StreamedAnswer, answer_text, chat_question, task_reply
 from server.images import images_bytes
+from server.page_links import PageLinker
 from server.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 _CONTENT_PIECE = 200  # the answer text after the streamed tokens goes in pieces of this many characters
 
 
-async def complete(services: Services, body: ChatCompletionRequest) -> ChatCompletion | EventSourceResponse:
+async def complete(services: Services, body: ChatCompletionRequest, link: PageLinker) -> ChatCompletion | EventSourceResponse:
     settings = services.settings
     chunks = _Chunks(settings.server_model_name, body)
     asked = chat_question(body, settings.agent_max_question_chars)
@@ -48,9 +49,9 @@ async def complete(services: Services, body: ChatCompletionRequest) -> ChatCompl
         return _completion(chunks, text, [], UsageOut())
     run_args = dict(question=asked.question, images=await images_bytes(asked.images, settings, note=""))
     if body.stream:
-        return EventSourceResponse(_answer_stream(chunks, await start_stream(services, run_args)))
+        return EventSourceResponse(_answer_stream(chunks, await start_stream(services, run_args), link))
     result = await answer(services, run_args)
-    citations = results.citations(result)
+    citations = results.citations(result, link)
     return _completion(chunks, answer_text(result, citations), citations, results.usage(result))
 
 
@@ -97,7 +98,7 @@ async def _task_stream(chunks: _Chunks, text: str) -> AsyncIterator[dict]:
         yield event
 
 
-async def _answer_stream(chunks: _Chunks, run: StreamedRun) -> AsyncIterator[dict]:
+async def _answer_stream(chunks: _Chunks, run: StreamedRun, link: PageLinker) -> AsyncIterator[dict]:
     """The agent's progress as `reasoning_content` lines (shown by chat front ends as thinking, ignored by
     plain clients), the answer's tokens as `content` as the model writes them, then the rest of the answer
     text (choice, rationale, sources): the content adds up to the non-streaming reply's (see StreamedAnswer)."""
@@ -124,7 +125,7 @@ async def _answer_stream(chunks: _Chunks, run: StreamedRun) -> AsyncIterator[dic
     if result is None:
         rest, citations, usage = failure or "(no answer)", [], UsageOut()
     else:
-        citations, usage = results.citations(result), results.usage(result)
+        citations, usage = results.citations(result, link), results.usage(result)
         rest = answer_so_far.rest(answer_text(result, citations))
     for event in (*chunks.content(rest), *chunks.tail(citations, usage)):
         yield event

@@ -1,5 +1,6 @@
 """What the routes share, built once per app and kept on `app.state`, and the FastAPI dependencies
-that hand it to them: `get_services`, and the API key checks `require_user` / `require_admin`."""
+that hand it to them: `get_services`, the API key checks `require_user` / `require_admin`, and
+`page_linker` (signed page links for a request's answers)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rag.page_index import PageIndex
 from server.auth import KeyChecker, Principal
 from server.jobs import JobStore, JobWorker
 from server.metrics import Metrics
+from server.page_links import PageLinker, PageLinks
 from server.runs import QuestionSlots
 from server.settings import ServerSettings
 
@@ -35,6 +37,7 @@ class Services:
             on_pages=self.metrics.indexed_pages.inc,
             on_finished=self._job_finished,
         )
+        self.page_links = PageLinks(settings)
         self.uploads_dir = settings.data_dir / "server" / "uploads"
         self.created = int(time.time())  # the model card's `created`
 
@@ -72,5 +75,11 @@ def require_admin(request: Request, services: ServicesDep) -> Principal:
     return services.keys.check(request.headers.get("authorization"), admin=True)
 
 
+def page_linker(request: Request, services: ServicesDep) -> PageLinker:
+    """Signed page links for this request's answers (under PATHORAG_PUBLIC_URL, or the request's address)."""
+    return services.page_links.linker(str(request.base_url))
+
+
 User = Annotated[Principal, Depends(require_user)]
+Linker = Annotated[PageLinker, Depends(page_linker)]
 Admin = Annotated[Principal, Depends(require_admin)]

@@ -44,6 +44,10 @@ class CitationOut(Citation):
 
     image_key: str = Field("", exclude=True)
     image_url: str = Field(description="Where the page image is served (GET, same API key).")
+    link: str = Field(
+        "", description="The page image's signed absolute URL: opens without an API key until it expires "
+        "(PATHORAG_PAGE_LINK_TTL_S)."
+    )
 
 
 class UsageOut(TokenUsage):

@@ -39,6 +39,17 @@ class ServerSettings(AgentSettings, IndexerSettings):
     image_url_hosts: str = Field(
         "", description="Comma-separated hosts that remote image URLs may come from; empty = only data URLs."
     )
+    public_url: str | None = Field(
+        None, description="The server's address as readers' browsers reach it (e.g. https://pathorag.example.org), "
+        "for the page links in answers; unset = the address each request came to."
+    )
+    page_link_secret: SecretStr | None = Field(
+        None, description="Key of the signed page links in answers (HMAC); unset = a random key per start "
+        "(links end with a restart; replicas behind one address need one shared key)."
+    )
+    page_link_ttl_s: int = Field(
+        3600, ge=60, le=7 * 86_400, description="How long a signed page link opens its page without an API key, in seconds."
+    )
     image_url_timeout_s: float = Field(
         10.0, gt=0, le=300, description="Time limit for fetching one remote image URL (allowed hosts only), in seconds."
     )

@@ -37,7 +37,7 @@ class LiveServer:
 def server_settings(data_dir: Path, **overrides) -> ServerSettings:
     base = dict(
         _env_file=None, data_dir=data_dir, page_encoder="none", ocr=False, render_dpi=72,
-        api_keys="user-key", admin_api_keys="admin-key", max_request_bytes=2_000_000,
+        api_keys="user-key", admin_api_keys="admin-key", max_request_bytes=2_000_000, page_link_secret="link-secret",
         agent_max_image_decoded_pixels=4_000_000,
     )
     return ServerSettings(**(base | overrides))

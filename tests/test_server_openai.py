@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -111,3 +113,28 @@ def test_chat_end_to_end_against_vllm(vllm_server, tmp_path, text_only_encoders)
     finally:
         stop()
         index.close()
+
+
+def test_chat_sources_quote_their_passage_and_link_the_page_without_a_key(live_server):  # noqa: F811
+    from server.page_links import PageLinks
+
+    body = {"model": "pathorag", "messages": [{"role": "user", "content": "Which cells are characteristic of Hodgkin lymphoma?"}]}
+    reply = httpx.post(live_server.url + "/v1/chat/completions", headers=USER, json=body, timeout=120).json()
+    text = reply["choices"][0]["message"]["content"]
+    first = reply["citations"][0]
+    assert first["link"].startswith(live_server.url + f"/v1/pages/{first['book_id']}/{first['page']}?expires=")
+    assert f"[open page]({first['link']})" in text
+    assert "\n> " in text and "Reed-Sternberg" in text.split("Sources:")[1]  # the passage under its source
+    page = httpx.get(first["link"])  # no API key
+    assert page.status_code == 200 and page.headers["content-type"] == "image/webp"
+    assert httpx.get(first["link"] + "&size=thumb").status_code == 200
+
+    other_page = first["link"].replace(f"/{first['page']}?", f"/{first['page'] + 1}?")
+    altered = first["link"][:-4] + ("0000" if not first["link"].endswith("0000") else "1111")
+    expired = PageLinks(live_server.settings).url(live_server.url, first["book_id"], first["page"], now=time.time() - 7200)
+    for link, says in ((other_page, "not valid"), (altered, "not valid"), (expired, "expired")):
+        refused = httpx.get(link)
+        assert refused.status_code == 403 and says in refused.json()["error"]["message"], link
+    assert httpx.get(first["link"].split("?")[0]).status_code == 401  # the plain URL still needs the key
+    ask = httpx.post(live_server.url + "/v1/ask", headers=USER, json={"question": "What is caseous necrosis?"}, timeout=120).json()
+    assert httpx.get(ask["citations"][0]["link"]).status_code == 200

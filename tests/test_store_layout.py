@@ -36,7 +36,7 @@ class RecordingClient(QdrantClient):
 def test_collections_are_created_with_the_configured_layout(tmp_path: Path) -> None:
     settings = RagSettings(
         _env_file=None, qdrant_shard_number=6, qdrant_replication_factor=2, qdrant_write_consistency_factor=2,
-        qdrant_fde_hnsw=True,
+        qdrant_fde_hnsw=True, qdrant_page_vectors_on_disk=True,
     )
     client = RecordingClient(path=str(tmp_path / "qdrant"))
     store = ServerStore(client, "lib", CollectionLayout.from_settings(settings))
@@ -67,13 +67,13 @@ def test_collections_are_created_with_the_configured_layout(tmp_path: Path) -> N
     store.close()
 
 
-def test_defaults_keep_one_shard_and_scan_the_fde(tmp_path: Path) -> None:
+def test_defaults_keep_one_shard_the_page_vectors_in_ram_and_scan_the_fde(tmp_path: Path) -> None:
     client = RecordingClient(path=str(tmp_path / "qdrant"))
     store = ServerStore(client, "lib", CollectionLayout.from_settings(RagSettings(_env_file=None)))
     store.ensure_schema(SPECS)
     asked = client.created["lib_pages"]
     assert (asked["shard_number"], asked["replication_factor"]) == (1, 1)
     vectors = client.get_collection("lib_pages").config.params.vectors
-    assert vectors[PAGE_FDE].hnsw_config.m == 0 and vectors[PAGE].on_disk is True
+    assert vectors[PAGE_FDE].hnsw_config.m == 0 and not vectors[PAGE].on_disk
     assert vectors[TEXT].hnsw_config is None  # the text chunks keep the engine's default graph
     store.close()

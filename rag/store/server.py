@@ -36,7 +36,7 @@ class CollectionLayout:
     shard_number: int = 1
     replication_factor: int = 1
     write_consistency_factor: int = 1
-    page_vectors_on_disk: bool = True  # `page` memory-mapped: only the 50 reranked pages read it per query
+    page_vectors_on_disk: bool = False  # `page` memory-mapped: less RAM, slower rerank of the 50 candidates
     fde_hnsw: bool = False  # an HNSW graph on `page_fde` instead of a full scan of it
 
     @classmethod

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from sse_starlette.sse import EventSourceResponse
 
 from server.ask import ASK_OPENAPI, ask_events, read_question
-from server.dependencies import ServicesDep, User
+from server.dependencies import Linker, ServicesDep, User
 from server.errors import ERROR_RESPONSES
 from server.protocol import AskResponse
 from server.results import ask_response
@@ -19,8 +19,8 @@ router = APIRouter(tags=["ask"])
     "/v1/ask", response_model=AskResponse, openapi_extra=ASK_OPENAPI, responses=ERROR_RESPONSES,
     summary="Answer a pathology question (JSON or multipart form; stream=true for server-sent events).",
 )
-async def ask(request: Request, services: ServicesDep, principal: User):
+async def ask(request: Request, services: ServicesDep, principal: User, link: Linker):
     question = await read_question(request, services.settings)
     if question.request.stream:
-        return EventSourceResponse(ask_events(await start_stream(services, question.run_args())))
-    return ask_response(await answer(services, question.run_args()))
+        return EventSourceResponse(ask_events(await start_stream(services, question.run_args()), link))
+    return ask_response(await answer(services, question.run_args()), link)

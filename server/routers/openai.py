@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.completions import complete
-from server.dependencies import ServicesDep, User
+from server.dependencies import Linker, ServicesDep, User
 from server.errors import ERROR_RESPONSES
 from server.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 
@@ -19,5 +19,5 @@ async def models(services: ServicesDep, principal: User) -> ModelList:
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion,
              summary="OpenAI-compatible chat completions (text and image_url parts; stream true or false).")
-async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, principal: User):
-    return await complete(services, body)
+async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, principal: User, link: Linker):
+    return await complete(services, body, link)

@@ -1,14 +1,14 @@
-"""GET /v1/pages/{book_id}/{page}: the page images that citations point to."""
+"""GET /v1/pages/{book_id}/{page}: the page images that citations point to, by API key or signed link."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server.dependencies import ServicesDep, User
+from server.dependencies import ServicesDep
 from server.errors import ERROR_RESPONSES, ApiError
 from server.pages import BOOK_ID, max_side
 
@@ -17,15 +17,22 @@ router = APIRouter(tags=["pages"])
 
 @router.get(
     "/v1/pages/{book_id}/{page}", response_class=Response, responses=ERROR_RESPONSES,
-    summary="A page image (WebP); size=thumb or a maximum side in pixels (16..4096) for a smaller one.",
+    summary="A page image (WebP); size=thumb or a maximum side in pixels (16..4096) for a smaller one. "
+    "With the API key, or without it through a citation's signed link (expires + signature).",
 )
 async def page_image(
     book_id: str,
     page: int,
+    request: Request,
     services: ServicesDep,
-    principal: User,
     size: Annotated[str, Query(max_length=8, description="'full' (default), 'thumb', or a max side 16..4096")] = "full",
+    expires: Annotated[str | None, Query(max_length=12, description="A signed link's expiry (Unix seconds).")] = None,
+    signature: Annotated[str | None, Query(max_length=128, description="A signed link's signature.")] = None,
 ) -> Response:
+    if signature is not None or expires is not None:
+        services.page_links.check(book_id, page, expires or "", signature or "")
+    else:
+        services.keys.check(request.headers.get("authorization"))
     if not BOOK_ID.fullmatch(book_id) or not 1 <= page <= 1_000_000:
         raise ApiError(404, "no such page", "not_found")
     data = await run_in_threadpool(services.index.page_image, book_id, page, max_side(size))
