@@ -389,7 +389,7 @@ def measure_production(
     reopen = time.perf_counter() - t0
     n_pages = truth.shape[1]
     page_of = {_production_point_id(i): i for i in range(n_pages)}
-    requests = [visual_query(q.tokens, PRODUCTION_FDE, PRODUCTION_LIMIT) for q in queries]
+    requests = [visual_query(q.tokens, PRODUCTION_FDE, PRODUCTION_LIMIT, n_pages) for q in queries]
     for request in requests[:warmup]:
         store.search(request, PageFilter())
     latencies, recalls = [], []
@@ -443,7 +443,7 @@ tokens = np.load(sys.argv[2])
 store = EdgeStore(sys.argv[1])
 store.ensure_schema(page_vector_specs(tokens.shape[1]))
 t2 = time.perf_counter()
-store.search(visual_query(tokens, FixedDimensionalEncoder(tokens.shape[1]), int(sys.argv[3])), PageFilter())
+store.search(visual_query(tokens, FixedDimensionalEncoder(tokens.shape[1]), int(sys.argv[3]), store.count_pages()), PageFilter())
 t3 = time.perf_counter()
 print(json.dumps({"imports_s": t1 - t0, "open_s": t2 - t1, "first_query_s": t3 - t2,
                   # VmHWM, not ru_maxrss: that one keeps the parent's resident size from before exec

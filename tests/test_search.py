@@ -228,6 +228,8 @@ def test_visual_chain_ranks_as_exact_maxsim(visual_library: Library, text: str) 
     assert (chained.prefetch.limit, chained.prefetch.prefetch.limit) == (50, 1000)
     wide = visual_query(tokens, index.encoders.page.fde, limit=300)
     assert (wide.limit, wide.prefetch.limit, wide.prefetch.prefetch.limit) == (300, 300, 3000)
+    large_library = visual_query(tokens, index.encoders.page.fde, limit=50, library_pages=100_000)
+    assert (large_library.limit, large_library.prefetch.limit, large_library.prefetch.prefetch.limit) == (50, 100, 2000)
 
     exact = index.store.search(ChannelQuery(PAGE, tokens, 5), page_filter)
     hits = index.store.search(chained, page_filter)
