@@ -46,11 +46,11 @@ class PageTexts:
     """The corpus's pages, each encoded once: (text, chunk vectors, BM25 vector)."""
 
     def __init__(self, index: PageIndex, corpus: Path) -> None:
-        import fitz
+        import pymupdf
 
         texts = []
         for pdf in sorted(corpus.glob("*.pdf")):
-            with fitz.open(pdf) as document:
+            with pymupdf.open(pdf) as document:
                 texts += [page.get_text() for page in document if len(page.get_text().split()) >= 50]
         encoders = index.encoders
         started = time.perf_counter()
