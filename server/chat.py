@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import AgentInputError
 from agent.state import AgentResult
-from server.protocol import ChatCompletionRequest, ChatMessage, CitationOut
+from server.protocol import Annotation, ChatCompletionRequest, ChatMessage, CitationOut, UrlCitation
 
 TASK_MARKER = "### Task:"
 _CONTEXT_TURN_CHARS = 400
@@ -105,6 +105,15 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
             if passage := _quoted(citation.snippet):
                 lines.append(f"> {passage}\n")
     return "\n".join(lines)
+
+
+def annotations(citations: list[CitationOut]) -> list[Annotation]:
+    """The cited pages as OpenAI `url_citation` annotations (title as in the sources list, the signed link)."""
+    return [
+        Annotation(url_citation=UrlCitation(url=c.link, title=f"[{c.ref}] {c.title}, p. {c.page_label or c.page}"))
+        for c in citations
+        if c.link
+    ]
 
 
 def _quoted(snippet: str) -> str:

@@ -15,7 +15,7 @@ from agent.api import AgentStopped
 from agent.state import AgentResult, AnswerTokenEvent
 from agent.trace import describe_event
 from server import results
-from server.chat import StreamedAnswer, answer_text, chat_question, task_reply
+from server.chat import StreamedAnswer, annotations, answer_text, chat_question, task_reply
 from server.images import images_bytes
 from server.page_links import PageLinker
 from server.protocol import (
@@ -58,7 +58,8 @@ async def complete(services: Services, body: ChatCompletionRequest, link: PageLi
 def _completion(chunks: _Chunks, text: str, citations: list[CitationOut], usage: UsageOut) -> ChatCompletion:
     return ChatCompletion(
         id=chunks.id, created=int(time.time()), model=chunks.model,
-        choices=[ChatChoice(message=AssistantMessage(content=text))], usage=usage, citations=citations,
+        choices=[ChatChoice(message=AssistantMessage(content=text, annotations=annotations(citations)))],
+        usage=usage, citations=citations,
     )
 
 
@@ -86,7 +87,8 @@ class _Chunks:
 
     def tail(self, citations: list[CitationOut], usage: UsageOut) -> Iterator[dict]:
         """The finishing chunk (with the citations, if any), the usage chunk if asked for, and [DONE]."""
-        yield self._event([ChunkChoice(delta=ChatDelta(), finish_reason="stop")], citations=citations or None)
+        delta = ChatDelta(annotations=annotations(citations) or None)
+        yield self._event([ChunkChoice(delta=delta, finish_reason="stop")], citations=citations or None)
         if self.include_usage:
             yield self._event([], usage=usage)
         yield {"data": "[DONE]"}

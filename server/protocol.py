@@ -143,9 +143,22 @@ class ChatCompletionRequest(BaseModel):
     tools: list[Any] | None = Field(None, description="Accepted and ignored: the agent uses its own tools.")
 
 
+class UrlCitation(BaseModel):
+    url: str
+    title: str
+
+
+class Annotation(BaseModel):
+    """OpenAI's `url_citation` annotation: chat clients that read it (Open WebUI) list the sources natively."""
+
+    type: Literal["url_citation"] = "url_citation"
+    url_citation: UrlCitation
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    annotations: list[Annotation] = Field(default_factory=list, description="Each cited page's signed link.")
 
 
 class ChatChoice(BaseModel):
@@ -191,6 +204,7 @@ class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = Field(None, exclude_if=_absent)
     content: str | None = Field(None, exclude_if=_absent)
     reasoning_content: str | None = Field(None, exclude_if=_absent)
+    annotations: list[Annotation] | None = Field(None, exclude_if=_absent)  # on the finishing chunk, when any
 
 
 class ChunkChoice(BaseModel):

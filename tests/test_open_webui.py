@@ -117,7 +117,7 @@ def test_open_webui_lists_our_model_and_streams_a_cited_answer(open_webui):
 
     body = {"model": "pathorag", "stream": True,
             "messages": [{"role": "user", "content": "Which cells are characteristic of Hodgkin lymphoma?"}]}
-    reasoning, content, lines = "", "", []
+    reasoning, content, lines, sources = "", "", [], []
     with httpx.stream("POST", open_webui + "/api/chat/completions", headers=headers, json=body, timeout=120) as reply:
         assert reply.status_code == 200, reply.read()
         for line in reply.iter_lines():
@@ -131,6 +131,9 @@ def test_open_webui_lists_our_model_and_streams_a_cited_answer(open_webui):
                 delta = choice.get("delta") or {}
                 reasoning += delta.get("reasoning_content") or ""
                 content += delta.get("content") or ""
+                sources += [a["url_citation"] for a in delta.get("annotations") or [] if a.get("type") == "url_citation"]
     assert lines and lines[-1].strip() == "data: [DONE]"
     assert "Searching:" in reasoning and "Searching:" not in content
     assert "Sources:" in content and "[P1] Essentials of Pathology, p. 102" in content, content
+    # The cited pages also as OpenAI url_citation annotations, which Open WebUI turns into its own source list.
+    assert sources and sources[0]["title"] == "[P1] Essentials of Pathology, p. 102" and "signature=" in sources[0]["url"]

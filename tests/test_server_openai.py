@@ -124,6 +124,9 @@ def test_chat_sources_quote_their_passage_and_link_the_page_without_a_key(live_s
     first = reply["citations"][0]
     assert first["link"].startswith(live_server.url + f"/v1/pages/{first['book_id']}/{first['page']}?expires=")
     assert f"[open page]({first['link']})" in text
+    annotation = reply["choices"][0]["message"]["annotations"][0]  # OpenAI's url_citation, for clients that list sources
+    assert annotation == {"type": "url_citation", "url_citation": {
+        "url": first["link"], "title": f"[P1] {first['title']}, p. {first['page_label']}"}}
     assert "\n> " in text and "Reed-Sternberg" in text.split("Sources:")[1]  # the passage under its source
     page = httpx.get(first["link"])  # no API key
     assert page.status_code == 200 and page.headers["content-type"] == "image/webp"
