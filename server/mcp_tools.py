@@ -26,7 +26,7 @@ from agent.errors import AgentInputError
 from agent.images import jpeg_bytes, load_user_image
 from agent.state import AgentResult
 from rag.encoders.served import EncoderServiceError
-from rag.models import BookRecord, PageHit
+from rag.models import BookRecord, CitedPage
 from rag.page_index import NotInIndexError, PageIndex
 from rag.search import SearchError, SearchQuery, search_pages
 from rag.store import StoreError
@@ -100,7 +100,7 @@ def _book_info(book: BookRecord) -> BookInfo:
     return BookInfo(**book.model_dump(include=set(BookInfo.model_fields)))
 
 
-def _page_ref(page: PageHit | object, **extra) -> dict:
+def _page_ref(page: CitedPage, **extra) -> dict:
     fields = {name: getattr(page, name) for name in ("book_id", "title", "page", "page_label", "section", "snippet")}
     return fields | {"uri": page_uri(fields["book_id"], fields["page"])} | extra
 
