@@ -6,6 +6,8 @@ Runs the project's own functions on the pages of a real PDF, one stage at a time
   text          the text layer read into blocks, captions and headings (indexer.pages._read_layout)
   ocr           Tesseract through PyMuPDF (indexer.pages._ocr_textpage), forced on a sample of pages
   page image    rag.page_images.PageImageStore.put (WebP encode + atomic write)
+  word boxes    the words' boxes read (indexer.pages._read_words) and stored (rag.page_words.PageWordStore.put),
+                and a citation's passage located among them (rag.page_words.passage_boxes)
   text encoder  chunking + MiniLM (rag.encoders.text), per page as indexing does, and all chunks at once
   bm25          rag.encoders.sparse.Bm25Encoder.embed_document
   page encoder  a tiny random-weight ColQwen2 (tests/tiny_models.py) on CPU, rag.encoders.colpali.ColPaliEncoder
@@ -114,6 +116,7 @@ def measure_stages(pdf: Path, numbers: list[int], settings: IndexerSettings, ocr
         )
     )
     rows.append(_row("text layer (blocks, captions)", text.seconds, len(pages)))
+    rows += _word_box_rows(pages, path, texts)
 
     if ocr_sample and pdfpages._tessdata(settings.ocr_language) is not None:
         ocr = Timer()
@@ -211,6 +214,28 @@ def measure_stages(pdf: Path, numbers: list[int], settings: IndexerSettings, ocr
         )
     doc.close()
     return rows
+
+
+def _word_box_rows(pages: list[pymupdf.Page], path: Path, texts: list[str]) -> list[dict]:
+    from rag.page_words import PageWordStore, passage_boxes
+    from rag.search import make_snippet, snippet_text
+
+    read, put, locate = Timer(), Timer(), Timer()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PageWordStore(Path(tmp))
+        words = [read(pdfpages._read_words, page, path, None) for page in pages]
+        for page_words in words:
+            put(store.put, page_words)
+        kib = sum(p.stat().st_size for p in Path(tmp).rglob("*.json.gz")) / 1024 / max(1, len(words))
+    # A passage as citations have it: the snippet for a query made of words from the page's middle.
+    for page_words, text in zip(words, texts):
+        middle = text.split()[len(text.split()) // 2 :][:8]
+        locate(passage_boxes, page_words, snippet_text(make_snippet(text, " ".join(middle))))
+    return [
+        _row("word boxes (read)", read.seconds, len(pages)),
+        _row("word boxes (store)", put.seconds, len(pages), f"{kib:.1f} KiB/page gzipped JSON"),
+        _row("passage located (per citation)", locate.seconds, len(pages)),
+    ]
 
 
 def _encoders_with(text_encoder, sparse, page_encoder):

@@ -246,27 +246,27 @@ def encode_pages(
 ) -> list[PagePoint]:
     """Page images stored, every channel's vectors computed; ready to upsert.
 
-    The page images are WebP-encoded and written on worker threads (Pillow's encoder releases the
-    GIL) while the models run, and the text chunks of all the pages go to the text encoder in one
+    The page images (WebP-encoded; Pillow's encoder releases the GIL) and word boxes are written on
+    worker threads while the models run, and the text chunks of all the pages go to the text encoder in one
     call rather than one call per page (measured in BENCHMARKS.md, "Indexing"). `times` gathers the
     seconds of each stage.
     """
     encoders = index.encoders
     times = defaultdict(float) if times is None else times
 
-    def put_image(image) -> str:
+    def put_files(page: ExtractedPage) -> tuple[str, str]:
         with _timed(times, "page images"):
-            return index.images.put(image)
+            return index.images.put(page.image), index.words.put(page.words)
 
     with ThreadPoolExecutor(max_workers=_IMAGE_WORKERS, thread_name_prefix="page-images") as pool:
-        image_keys = pool.map(put_image, [p.image for p in pages])
+        file_keys = pool.map(put_files, pages)
         with _timed(times, "page encoder"):
             page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
         with _timed(times, "text encoder"):
             text_vectors = _embed_page_chunks(encoders.text, [p.text for p in pages])
-        image_keys = list(image_keys)
+        file_keys = list(file_keys)
     points = []
-    for page, visual, chunk_vectors, image_key in zip(pages, page_vectors, text_vectors, image_keys):
+    for page, visual, chunk_vectors, (image_key, words_key) in zip(pages, page_vectors, text_vectors, file_keys):
         record = PageRecord(
             book_id=book.book_id,
             title=book.title,
@@ -278,6 +278,7 @@ def encode_pages(
             organ_systems=book.organ_systems,
             content_hash=hashlib.sha256(page.text.encode()).hexdigest()[:16],
             image_key=image_key,
+            words_key=words_key,
             ocr=page.ocr,
             page_kind=page.kind,
         )

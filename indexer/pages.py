@@ -25,6 +25,7 @@ from PIL import Image
 from indexer.page_kinds import CONTENTS, FRONT, FRONT_MATTER_PAGES, Row, page_kind
 from indexer.settings import IndexerSettings
 from rag.models import BODY_PAGE
+from rag.page_words import PageWords
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class ExtractedPage:
     label: str  # printed page label, or the page number when the PDF has no labels
     text: str
     image: Image.Image
+    words: PageWords  # where each word lies on `image`
     captions: list[str] = field(default_factory=list)
     section_path: list[str] = field(default_factory=list)
     headings: list[str] = field(default_factory=list)
@@ -212,6 +214,7 @@ def _extract_page(page: pymupdf.Page, path: Path, settings: IndexerSettings, sec
         label=label,
         text=layout.text,
         image=image,
+        words=_read_words(page, path, ocr_textpage),
         captions=layout.captions,
         section_path=sections.path,
         headings=headings,
@@ -306,6 +309,22 @@ def _read_layout(
             block_lines, text = previous.lines + block_lines, f"{previous.text} {text}"
         blocks.append(_Block(block_lines, text, _is_caption(text, block_lines, body)))
     return _Layout(blocks, body)
+
+
+def _read_words(page: pymupdf.Page, path: Path, textpage: pymupdf.TextPage | None) -> PageWords:
+    """The page's words with their boxes as fractions of the rendered page (which shows `page.rect`,
+    rotated as the page is; the text layer's coordinates are those of the unrotated page)."""
+    with _failing_as(path, page.number + 1, "cannot read word positions"):
+        raw = page.get_text("words", flags=_TEXT_FLAGS, textpage=textpage)
+    to_image, width, height = page.rotation_matrix, page.rect.width, page.rect.height
+    line_numbers: dict[tuple[int, int], int] = {}
+    words, boxes, lines = [], [], []
+    for x0, y0, x1, y1, word, block, line, _ in raw:
+        rect = pymupdf.Rect(x0, y0, x1, y1) * to_image
+        words.append(word)
+        boxes.append(tuple(min(1.0, max(0.0, v)) for v in (rect.x0 / width, rect.y0 / height, rect.x1 / width, rect.y1 / height)))
+        lines.append(line_numbers.setdefault((block, line), len(line_numbers)))
+    return PageWords(words, boxes, lines)
 
 
 def _continues_caption(previous: _Block, lines: list[_Line], body_size: float) -> bool:

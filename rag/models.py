@@ -63,6 +63,7 @@ class PageRecord(BaseModel):
     organ_systems: list[str] = Field(default_factory=list)
     content_hash: str = ""
     image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
+    words_key: str = Field("", description="Key of the page's word boxes in the page-words store.")
     ocr: bool = False
     page_kind: str = Field(
         BODY_PAGE, description="body, or front, contents or index: pages search leaves out unless asked."
@@ -97,6 +98,7 @@ class CitedPage(BaseModel):
     score: float = 0.0
     snippet: str = ""
     image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
+    words_key: str = Field("", description="Key of the page's word boxes in the page-words store.")
 
 
 class PageHit(CitedPage):

@@ -20,6 +20,7 @@ from pathlib import Path
 from rag.encoders import Encoders, load_encoders
 from rag.models import BookRecord, EncoderInfo, PagePoint, PageRecord
 from rag.page_images import PageImageStore
+from rag.page_words import Box, PageWordStore, passage_boxes
 from rag.settings import RagSettings
 from rag.store import VectorStore, open_store
 
@@ -57,6 +58,7 @@ class PageIndex:
         self._store = store
         self._encoders = encoders
         self.images = PageImageStore(settings.page_images_dir)
+        self.words = PageWordStore(settings.page_words_dir)
         self._catalog: tuple[float, list[BookRecord]] | None = None  # (read at, books)
         self._catalog_changes = 0
 
@@ -207,6 +209,17 @@ class PageIndex:
             return self.images.thumbnail(record.image_key, max_side)
         except (KeyError, FileNotFoundError, ValueError):
             raise NotInIndexError("no image for this page") from None
+
+    def passage_boxes(self, words_key: str, passage: str) -> list[Box]:
+        """Where `passage` lies on its page's image (one box per line); [] when the page has no stored
+        words (indexed before they were kept) or the passage is not on it."""
+        if not words_key or not passage:
+            return []
+        try:
+            words = self.words.get(words_key)
+        except (KeyError, ValueError):
+            return []
+        return passage_boxes(words, passage)
 
     def close(self) -> None:
         if self._store is not None:

@@ -138,6 +138,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
                 channel_ranks=_channel_values(rankings, point_id, lambda rank, hit: rank),
                 snippet=make_snippet(record.text, query.text),
                 image_key=record.image_key,
+                words_key=record.words_key,
                 page_kind=record.page_kind,
                 text=record.text,
             )
@@ -346,3 +347,8 @@ def make_snippet(page_text: str, query_text: str, max_chars: int = SNIPPET_CHARS
     if not terms:
         return passage
     return _WORD.sub(lambda m: f"**{m.group(0)}**" if m.group(0).lower()[:6] in terms else m.group(0), passage)
+
+
+def snippet_text(snippet: str) -> str:
+    """A snippet's words as the page gives them: without the bold marks and the ellipsis."""
+    return snippet.replace("**", "").removesuffix("…")

@@ -118,5 +118,9 @@ class RagSettings(BaseSettings):
         return self.data_dir / "pages"
 
     @property
+    def page_words_dir(self) -> Path:
+        return self.data_dir / "words"
+
+    @property
     def books_dir(self) -> Path:
         return self.data_dir / "books"
