@@ -44,7 +44,8 @@ from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUn
 from rag.coverage import vocabulary_coverage
 from rag.models import CitedPage, PageHit
 from rag.page_index import PageIndex
-from rag.search import SearchQuery, SearchResult, search_many
+from rag.page_words import find_passage
+from rag.search import SearchQuery, SearchResult, search_many, snippet_text
 
 log = logging.getLogger(__name__)
 MAX_QUERIES_PER_ROUND = 12
@@ -402,12 +403,18 @@ def _model_answer(state: AgentState, ctx: RunContext, update: dict) -> tuple[Age
     given = reply.value
     events: list[BaseModel] = []
     citations = []
-    for cited in dict.fromkeys(ref.strip("[] ").upper() for ref in given.citations):
-        if cited in pages:
-            citations.append(_citation(pages[cited]))
-        else:
-            events.append(CitationRemovedEvent(citation=cited, reason="not a page retrieved in this run"))
-            update["warnings"].append(f"removed citation {cited!r}: not a page retrieved in this run")
+    quotes: dict[str, str] = {}  # ref -> the model's first quote from it
+    for cited in given.citations:
+        quotes.setdefault(cited.ref.strip("[] ").upper(), cited.quote)
+    for ref, quote in quotes.items():
+        if ref not in pages:
+            events.append(CitationRemovedEvent(citation=ref, reason="not a page retrieved in this run"))
+            update["warnings"].append(f"removed citation {ref!r}: not a page retrieved in this run")
+            continue
+        passage = find_passage(pages[ref]["text"], quote) if quote else ""
+        if quote and not passage:
+            update["warnings"].append(f"the quote given for {ref} is not on that page; its best-matching passage is shown instead")
+        citations.append(_citation(ctx, pages[ref], passage))
     choice = _valid_choice(given.choice, state["choices"], update)
     insufficient = given.insufficient_evidence
     if insufficient:
@@ -461,7 +468,7 @@ def _valid_choice(choice: str | None, choices: list[str], update: dict) -> str |
 
 def _evidence_answer(state: AgentState, ctx: RunContext) -> tuple[AgentResult, list[BaseModel]]:
     ranked = sorted(state["pages"].values(), key=lambda p: -p["score"])
-    citations = [_citation(page) for page in ranked[: ctx.settings.agent_pages_per_query]]
+    citations = [_citation(ctx, page) for page in ranked[: ctx.settings.agent_pages_per_query]]
     choices = state["choices"]
     support: dict[str, float] = {}
     choice = None
@@ -528,8 +535,16 @@ def _weak_evidence(ctx: RunContext, pages: list[Page], question: str, choices: l
     return ""
 
 
-def _citation(page: Page) -> Citation:
-    return Citation(**{name: page[name] for name in Citation.model_fields})
+def _citation(ctx: RunContext, page: Page, passage: str = "") -> Citation:
+    """The page as cited, with the passage relied on (the best-matching one unless given) and where it
+    lies on the page image."""
+    passage = passage or snippet_text(page["snippet"])
+    return Citation(
+        **{name: page[name] for name in CitedPage.model_fields},
+        ref=page["ref"],
+        passage=passage,
+        boxes=ctx.index.passage_boxes(page["words_key"], passage),
+    )
 
 
 # --- shared -------------------------------------------------------------------------------------

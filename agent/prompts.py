@@ -55,12 +55,17 @@ class Inspection(BaseModel):
     )
 
 
+class CitedRef(BaseModel):
+    ref: str = Field(description="The ref of a page that supports the answer, e.g. P1.")
+    quote: str = Field("", description="The sentence of that page the answer relies on, copied word for word.")
+
+
 class Answer(BaseModel):
     answer: str
     choice: str | None = Field(None, description="The letter of the chosen option (multiple choice), else null.")
     rationale: str = ""
     confidence: float = Field(0.5, ge=0, le=1)
-    citations: list[str] = Field(default_factory=list, description="Refs of the pages that support the answer.")
+    citations: list[CitedRef] = Field(default_factory=list, description="The pages that support the answer.")
     insufficient_evidence: bool = Field(False, description="True when the evidence does not support an answer.")
 
 
@@ -156,7 +161,10 @@ def answer_messages(
     history: list[Turn],
     searched: bool,
 ) -> list[dict]:
-    task = "Answer the question from the textbook evidence, citing the refs of the pages that support it."
+    task = (
+        "Answer the question from the textbook evidence, citing the refs of the pages that support it, each "
+        "with the sentence of that page you rely on, quoted word for word."
+    )
     if choices:
         task += " Give the letter of the best option as choice."
     if not pages and searched:

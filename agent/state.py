@@ -39,6 +39,7 @@ class Page(TypedDict):
     text_similarity: float  # the best cosine of its text chunks to a query (text channel), 0 when unmatched
     snippet: str
     image_key: str
+    words_key: str
     text: str
     found_by: list[str]  # the texts of the queries that found it
     inspected: bool  # shown to the model by an inspect step
@@ -195,9 +196,18 @@ TraceEvent = Annotated[
 
 
 class Citation(CitedPage):
-    """A page an answer cites: rag's cited page, with the ref the answer names it by."""
+    """A page an answer cites: rag's cited page, with the ref the answer names it by and the passage
+    it relies on."""
 
     ref: str = Field("", description="How the trace and rationale name this page (P1, P2, ...).")
+    passage: str = Field(
+        "", description="The page's words the answer relies on: the model's quote as the page gives it, "
+        "or (evidence only, or a quote not found on the page) the passage that best matches the question."
+    )
+    boxes: list[tuple[float, float, float, float]] = Field(
+        default_factory=list, description="Where the passage lies on the page image: one [left, top, right, "
+        "bottom] box per line, as fractions of the image's width and height; empty when it cannot be located."
+    )
 
 
 class TokenUsage(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import AgentInputError
 from agent.state import AgentResult
+from rag.search import snippet_text
 from server.protocol import Annotation, ChatCompletionRequest, ChatMessage, CitationOut, UrlCitation
 
 TASK_MARKER = "### Task:"
@@ -102,7 +103,7 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
             section = f" ({citation.section})" if citation.section else ""
             link = f" [open page]({citation.link})" if citation.link else ""
             lines.append(f"[{citation.ref or '?'}] {citation.title}, p. {page}{section}{link}")
-            if passage := _quoted(citation.snippet):
+            if passage := _quoted(citation):
                 lines.append(f"> {passage}\n")
     return "\n".join(lines)
 
@@ -116,9 +117,11 @@ def annotations(citations: list[CitationOut]) -> list[Annotation]:
     ]
 
 
-def _quoted(snippet: str) -> str:
-    """The supporting passage on one line, short enough to read under its source."""
-    text = " ".join(snippet.split())
+def _quoted(citation: CitationOut) -> str:
+    """The supporting passage on one line, short enough to read under its source (the snippet, with
+    its words matching the question in bold, when that is the passage)."""
+    shown = citation.snippet if snippet_text(citation.snippet) == citation.passage else citation.passage
+    text = " ".join(shown.split())
     if len(text) > _QUOTE_CHARS:
         text = text[:_QUOTE_CHARS].rsplit(" ", 1)[0] + " ..."
     return text

@@ -78,6 +78,7 @@ class SearchResults(BaseModel):
 
 class CitationOut(PageRef):
     ref: str = Field(description="How the answer names this page (P1, P2, ...).")
+    passage: str = Field("", description="The page's words the answer relies on.")
 
 
 class AskAnswer(BaseModel):
@@ -201,7 +202,7 @@ def build_mcp_server(settings: ServerSettings, index: PageIndex, answer: Answere
             result = await answer(run_args)
         return AskAnswer(
             **result.model_dump(include=set(AskAnswer.model_fields) - {"citations"}),
-            citations=[CitationOut(**_page_ref(c, ref=c.ref)) for c in result.citations],
+            citations=[CitationOut(**_page_ref(c, ref=c.ref, passage=c.passage)) for c in result.citations],
         )
 
     @server.tool(annotations=read_only)

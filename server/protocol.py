@@ -43,6 +43,7 @@ class CitationOut(Citation):
     """The agent's citation as HTTP gives it: the page image's URL instead of its storage key."""
 
     image_key: str = Field("", exclude=True)
+    words_key: str = Field("", exclude=True)
     image_url: str = Field(description="Where the page image is served (GET, same API key).")
     link: str = Field(
         "", description="The page image's signed absolute URL: opens without an API key until it expires "

@@ -10,7 +10,7 @@ from server.protocol import AskResponse, CitationOut, UsageOut
 
 def citations(result: AgentResult, link: PageLinker) -> list[CitationOut]:
     return [
-        CitationOut(**c.model_dump(), image_url=f"/v1/pages/{c.book_id}/{c.page}", link=link(c.book_id, c.page))
+        CitationOut(**c.model_dump(), image_url=f"/v1/pages/{c.book_id}/{c.page}", link=link(c.book_id, c.page, c.boxes))
         for c in result.citations
     ]
 

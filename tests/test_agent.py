@@ -42,12 +42,13 @@ def inspection(sufficient: bool = True, relevant=("P1",), next_queries=(), zoom=
 
 
 def answer(text="Reed-Sternberg cells.", choice=None, citations=("P1",), insufficient=False) -> dict:
+    """A scripted answer; each citation a ref, or (ref, quote)."""
     return {
         "answer": text,
         "choice": choice,
         "rationale": "The page describes them [P1].",
         "confidence": 0.8,
-        "citations": list(citations),
+        "citations": [{"ref": c, "quote": ""} if isinstance(c, str) else {"ref": c[0], "quote": c[1]} for c in citations],
         "insufficient_evidence": insufficient,
     }
 
@@ -187,6 +188,20 @@ def test_invented_citation_is_removed_and_reported(make_agent, vlm) -> None:
     removed = [event.citation for event in result.trace if event.type == "citation_removed"]
     assert removed == ["P99", "ROBBINS P. 45"]
     assert sum("removed citation" in warning for warning in result.warnings) == 2
+
+
+def test_citations_carry_the_quoted_passage_as_the_page_gives_it_and_where_it_lies(make_agent, vlm) -> None:
+    quote = "reed sternberg cells are large binucleate cells with owl-eye nucleoli"  # a slip: "prominent" left out
+    invented = "Hodgkin cells secrete interleukin-99 into the blood."  # not on the page
+    vlm.script(plan("Reed-Sternberg cells"), inspection(), answer(citations=[("P1", quote), ("P2", invented)]))
+    result = make_agent().run("What are Reed-Sternberg cells?")
+    first = result.citations[0]
+    assert first.passage == "Reed-Sternberg cells are large binucleate cells with prominent owl-eye nucleoli"
+    assert first.boxes and all(0 <= v <= 1 for box in first.boxes for v in box)
+    assert all(left < right and top < bottom for left, top, right, bottom in first.boxes)
+    second = result.citations[1]  # the invented quote is replaced by the page's best-matching passage
+    assert second.passage and "interleukin-99" not in second.passage and second.passage in " ".join(second.snippet.replace("**", "").split())
+    assert any("quote given for P2 is not on that page" in warning for warning in result.warnings)
 
 
 def test_abstention_drops_the_choice(make_agent, vlm) -> None:

@@ -72,6 +72,7 @@ async def _exercise(client: Client) -> dict:
     }))
     assert answer["evidence_only"] and answer["choice"] == "A"
     assert answer["citations"] and answer["citations"][0]["ref"] == "P1" and answer["citations"][0]["book_id"] == book_id
+    assert "Reed-Sternberg cells are large binucleate cells" in answer["citations"][0]["passage"]
 
     for name, arguments, says in [
         ("search_pages", {"query": "x", "top_k": 500}, "top_k"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.test_server import USER, live_server, png_data_url, server_settings, start_server  # noqa: F401
 
@@ -141,3 +144,23 @@ def test_chat_sources_quote_their_passage_and_link_the_page_without_a_key(live_s
     assert httpx.get(first["link"].split("?")[0]).status_code == 401  # the plain URL still needs the key
     ask = httpx.post(live_server.url + "/v1/ask", headers=USER, json={"question": "What is caseous necrosis?"}, timeout=120).json()
     assert httpx.get(ask["citations"][0]["link"]).status_code == 200
+
+
+def test_a_page_link_opens_the_page_with_its_passage_highlighted(live_server):  # noqa: F811
+    ask = httpx.post(live_server.url + "/v1/ask", headers=USER, json={"question": "Which cells are characteristic of Hodgkin lymphoma?"}, timeout=120).json()
+    first = ask["citations"][0]
+    assert "Reed-Sternberg cells are large binucleate cells" in first["passage"] and first["boxes"]
+    assert "&highlight=" in first["link"]
+    marked = np.asarray(Image.open(io.BytesIO(httpx.get(first["link"]).content)).convert("RGB")).astype(int)
+    plain = np.asarray(Image.open(io.BytesIO(httpx.get(live_server.url + first["image_url"], headers=USER).content)).convert("RGB")).astype(int)
+    height, width = plain.shape[:2]
+    left, top, right, bottom = first["boxes"][0]
+    region = (slice(int(top * height), int(bottom * height) + 1), slice(int(left * width), int(right * width) + 1))
+    yellowing = (plain[region][..., 2] - marked[region][..., 2]).mean()  # the highlighter takes blue out
+    assert yellowing > 30 and abs(plain[: height // 20] - marked[: height // 20]).max() < 16  # the page's top is untouched
+
+    unmarked = first["link"].replace("&highlight=", "&highlight=0,0,1000,1000,")  # a box added: not what was signed
+    assert httpx.get(unmarked).status_code == 403
+    for bad in ("1,2,3", "0,0,2000,10", "a,b,c,d"):
+        refused = httpx.get(live_server.url + first["image_url"], headers=USER, params={"highlight": bad})
+        assert refused.status_code == 400 and "highlight" in refused.json()["error"]["message"], bad

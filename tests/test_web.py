@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -160,6 +161,55 @@ def test_ask_with_image_streams_progress_and_cites_pages(web_server, page, tmp_p
     page.get_by_label("Question", exact=True).press("Control+Enter")
     expect(page.locator("#history li")).to_have_count(2, timeout=SLOW_MS)
     expect(page.locator("#thread-info")).to_contain_text("2 so far")
+
+
+MARKS_MATCH_BOXES = """(selector) => {
+  // Each mark's place over its image, as fractions of the image, next to the citation box it draws.
+  const frame = document.querySelector(selector);
+  const image = frame.querySelector('img').getBoundingClientRect();
+  return [...frame.querySelectorAll('.passage-mark')].map((mark) => {
+    const r = mark.getBoundingClientRect();
+    return [(r.left - image.left) / image.width, (r.top - image.top) / image.height,
+            (r.right - image.left) / image.width, (r.bottom - image.top) / image.height];
+  });
+}"""
+
+
+def test_the_cited_passage_is_marked_on_the_thumbnail_and_the_page(web_server, page):
+    url, _ = web_server
+    page.goto(url + "/")
+    enter_key(page, "user-key")
+    expect(page.locator("#key-status")).to_contain_text("Key accepted")
+    page.get_by_label("Question", exact=True).fill("Which cells are characteristic of Hodgkin lymphoma?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#answer-box")).to_be_visible(timeout=SLOW_MS)
+    first = page.locator("#citations button.citation").first
+    page.wait_for_function("() => { const i = document.querySelector('#citations img'); return i && i.naturalWidth > 0; }")
+    expect(first.locator(".passage-mark").first).to_be_attached()
+    thumb_marks = page.evaluate(MARKS_MATCH_BOXES, "#citations button.citation .page-frame")
+
+    first.click()
+    page.wait_for_function("() => { const i = document.getElementById('page-dialog-img'); return i.naturalWidth > 256; }", timeout=30_000)
+    mark = page.locator("#page-full .passage-mark").first
+    expect(mark).to_be_visible()
+    page_marks = page.evaluate(MARKS_MATCH_BOXES, "#page-full .page-frame")
+    meta = page.locator("#page-dialog-meta").inner_text()
+    assert "Reed-Sternberg" in meta  # the passage quoted above the page
+    # The marks sit where the citation's boxes say, on the thumbnail and on the full page alike.
+    assert len(page_marks) == len(thumb_marks) >= 1
+    for thumb, full in zip(thumb_marks, page_marks):
+        assert all(abs(a - b) < 0.02 for a, b in zip(thumb, full)), (thumb, full)
+        assert 0 <= full[0] < full[2] <= 1 and 0 <= full[1] < full[3] <= 1
+    # ... over the passage's words: the marked strip of the page image is dark text, not margin.
+    pixels = page.locator("#page-full .page-frame").screenshot()
+    image = Image.open(io.BytesIO(pixels)).convert("L")
+    left, top, right, bottom = page_marks[0]
+    strip = image.crop((int(left * image.width), int(top * image.height), int(right * image.width), int(bottom * image.height)))
+    assert np.asarray(strip).min() < 100  # text under the highlighter
+    box = mark.bounding_box()
+    viewport = page.locator("#page-full").bounding_box()
+    assert viewport["y"] <= box["y"] and box["y"] + box["height"] <= viewport["y"] + viewport["height"]  # scrolled into view
+    shot(page, "05-passage-marked")
 
 
 def test_wrong_key_and_server_errors_are_readable(web_server, page):

@@ -1,4 +1,5 @@
-"""GET /v1/pages/{book_id}/{page}: the page images that citations point to, by API key or signed link."""
+"""GET /v1/pages/{book_id}/{page}: the page images that citations point to, by API key or signed link,
+with the cited passage highlighted when asked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.dependencies import ServicesDep
 from server.errors import ERROR_RESPONSES, ApiError
-from server.pages import BOOK_ID, max_side
+from server.pages import BOOK_ID, highlighted, max_side, parse_highlight
 
 router = APIRouter(tags=["pages"])
 
@@ -18,7 +19,8 @@ router = APIRouter(tags=["pages"])
 @router.get(
     "/v1/pages/{book_id}/{page}", response_class=Response, responses=ERROR_RESPONSES,
     summary="A page image (WebP); size=thumb or a maximum side in pixels (16..4096) for a smaller one. "
-    "With the API key, or without it through a citation's signed link (expires + signature).",
+    "With the API key, or without it through a citation's signed link (expires + signature). "
+    "highlight marks boxes on it (a citation's passage).",
 )
 async def page_image(
     book_id: str,
@@ -27,13 +29,20 @@ async def page_image(
     services: ServicesDep,
     size: Annotated[str, Query(max_length=8, description="'full' (default), 'thumb', or a max side 16..4096")] = "full",
     expires: Annotated[str | None, Query(max_length=12, description="A signed link's expiry (Unix seconds).")] = None,
+    highlight: Annotated[str, Query(
+        max_length=800, description="Boxes to mark: left,top,right,bottom per box, in 1/1000 of the page's width "
+        "and height (a citation's passage; up to 40 boxes).",
+    )] = "",
     signature: Annotated[str | None, Query(max_length=128, description="A signed link's signature.")] = None,
 ) -> Response:
     if signature is not None or expires is not None:
-        services.page_links.check(book_id, page, expires or "", signature or "")
+        services.page_links.check(book_id, page, expires or "", highlight, signature or "")
     else:
         services.keys.check(request.headers.get("authorization"))
     if not BOOK_ID.fullmatch(book_id) or not 1 <= page <= 1_000_000:
         raise ApiError(404, "no such page", "not_found")
+    boxes = parse_highlight(highlight) if highlight else []
     data = await run_in_threadpool(services.index.page_image, book_id, page, max_side(size))
+    if boxes:
+        data = await run_in_threadpool(highlighted, data, boxes)
     return Response(data, media_type="image/webp", headers={"Cache-Control": "private, max-age=3600"})

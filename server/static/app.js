@@ -446,6 +446,18 @@ function citationLabel(c) {
   return `${c.title || "Untitled"}, p. ${c.page_label || c.page}`;
 }
 
+// A page image in a frame that shrinks to it, with the cited passage's boxes (fractions of the page)
+// marked over it as percentages, so they fit the image at any size. (Set through the CSSOM: the page's
+// Content-Security-Policy refuses style attributes.)
+function markedPage(img, boxes) {
+  const marks = (boxes || []).map(([left, top, right, bottom]) => {
+    const mark = el("span", { class: "passage-mark", "aria-hidden": "true" });
+    Object.assign(mark.style, { left: `${left * 100}%`, top: `${top * 100}%`, width: `${(right - left) * 100}%`, height: `${(bottom - top) * 100}%` });
+    return mark;
+  });
+  return el("span", { class: "page-frame" }, img, marks);
+}
+
 function renderCitations(citations) {
   const box = $("citations");
   box.replaceChildren();
@@ -455,7 +467,7 @@ function renderCitations(citations) {
     const button = el("button", { type: "button", class: "citation", "data-ref": c.ref,
       "aria-label": `Open page: ${citationLabel(c)}${c.section ? ", " + c.section : ""}`,
       onclick: () => openPage(c, button) },
-      img,
+      el("span", { class: "thumb" }, markedPage(img, c.boxes)),
       el("span", { class: "cap" }, el("strong", {}, (c.ref ? `[${c.ref}] ` : "") + citationLabel(c)), c.section ? el("br") : null, c.section || ""));
     box.append(button);
     blobUrl(c.image_url + "?size=thumb").then((url) => { img.src = url; }).catch(() => { img.alt = "Thumbnail unavailable"; });
@@ -464,17 +476,19 @@ function renderCitations(citations) {
 
 async function openPage(c, opener) {
   const dialog = $("page-dialog");
-  const img = $("page-dialog-img");
+  const img = el("img", { id: "page-dialog-img", alt: `Page ${c.page_label || c.page} of ${c.title || "the book"} (loading)` });
   $("page-dialog-title").textContent = citationLabel(c);
-  $("page-dialog-meta").textContent = [c.section && `Section: ${c.section}`, `PDF page ${c.page}`, c.snippet && `“${c.snippet.replace(/\*\*/g, "")}”`].filter(Boolean).join(" · ");
-  img.removeAttribute("src");
-  img.alt = `Page ${c.page_label || c.page} of ${c.title || "the book"} (loading)`;
+  $("page-dialog-meta").textContent = [c.section && `Section: ${c.section}`, `PDF page ${c.page}`, c.passage && `“${c.passage}”`].filter(Boolean).join(" · ");
+  $("page-full").replaceChildren(markedPage(img, c.boxes));
   dialog.returnFocusTo = opener;
   dialog.showModal();
   $("page-dialog-close").focus();
   try {
     img.src = await blobUrl(c.image_url);
+    await img.decode();
     img.alt = `Page ${c.page_label || c.page} of ${c.title || "the book"}`;
+    const mark = $("page-full").querySelector(".passage-mark");
+    if (mark) mark.scrollIntoView({ block: "center", inline: "nearest" });  // the passage, not the page's top
   } catch (error) {
     img.alt = "";
     $("page-dialog-meta").textContent = error.message;
