@@ -1,4 +1,4 @@
-"""Images in and out of the agent: checked decoding of user uploads, pixel budgets, data URLs, crops."""
+"""Images in and out of the agent: checked decoding of user uploads, pixel budgets, data URLs."""
 
 from __future__ import annotations
 
@@ -69,17 +69,6 @@ def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
     scale = math.sqrt(max_pixels / (width * height))
     size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS)
-
-
-def crop_fraction(image: Image.Image, box: list[float]) -> Image.Image:
-    """The region `box` = [left, top, right, bottom] in 0..1 fractions of the image (the zoom tool)."""
-    if len(box) != 4:
-        raise ValueError("a crop box has four numbers: left, top, right, bottom")
-    left, top, right, bottom = (min(1.0, max(0.0, float(v))) for v in box)
-    if right - left < 0.02 or bottom - top < 0.02:
-        raise ValueError("a crop box must be at least 2% of the page wide and high")
-    width, height = image.size
-    return image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
 
 
 def jpeg_bytes(image: Image.Image, max_pixels: int) -> bytes:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from agent import prompts
 from agent.evidence import OptionPick, pick_option, score_options
-from agent.images import crop_fraction, data_url
+from agent.images import data_url
 from agent.prompts import LETTERS, Answer, Inspection, RoutePlan
 from agent.settings import AgentSettings
 from agent.state import (
@@ -43,6 +43,7 @@ from agent.state import (
 from agent.vlm import ChatModel, Parsed, VLMError, VLMRefusal, VLMTimeout, VLMUnavailable
 from rag.coverage import vocabulary_coverage
 from rag.models import CitedPage, PageHit
+from rag.page_images import crop_fraction
 from rag.page_index import PageIndex
 from rag.page_words import find_passage
 from rag.search import SearchQuery, SearchResult, search_many, snippet_text
@@ -266,7 +267,10 @@ def inspect(state: AgentState, runtime: Step) -> dict:
         return update | {"sufficient": False, "trace": _emit(InspectEvent(turn=state["turn"], summary="no new pages"))}
     pixels = ctx.settings.agent_image_pixels
     with_images = [(page, _page_url(ctx, page, pixels)) for page in shown]
-    messages = prompts.inspect_messages(state["question"], state["choices"], with_images, state["evidence"])
+    # A question with an image is compared with the pages' figures too, each seen whole (the zoom a
+    # model would otherwise have to ask for).
+    figures = _figure_crops(ctx, shown, pixels) if ctx.images else []
+    messages = prompts.inspect_messages(state["question"], state["choices"], with_images, state["evidence"], figures=figures)
     zoomed: list[str] = []
     try:
         reply = ctx.answerer.chat(messages, Inspection, ctx.deadline)
@@ -311,6 +315,18 @@ def _page_url(ctx: RunContext, page: Page, pixels: int) -> str | None:
         return data_url(ctx.index.images.open(page["image_key"]), pixels)
     except (KeyError, ValueError, OSError):
         return None
+
+
+def _figure_crops(ctx: RunContext, pages: list[Page], pixels: int) -> list[tuple[Page, dict, str]]:
+    """(page, figure, data URL) of each figure of the pages whose crop is stored."""
+    crops = []
+    for page in pages:
+        for figure in page["figures"]:
+            try:
+                crops.append((page, figure, data_url(ctx.index.images.open(figure["image_key"]), pixels)))
+            except (KeyError, ValueError, OSError):
+                continue
+    return crops
 
 
 def _zoom_crops(ctx: RunContext, inspection: Inspection, shown: dict[str, Page], pixels: int) -> list[tuple[Page, str]]:

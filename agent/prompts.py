@@ -137,6 +137,7 @@ def inspect_messages(
     pages: list[tuple[Page, str | None]],
     evidence: str,
     zooms: list[tuple[Page, str]] = (),
+    figures: list[tuple[Page, dict, str]] = (),
 ) -> list[dict]:
     intro = (
         "Read these retrieved textbook pages and state the evidence they give for the question, citing refs. "
@@ -147,6 +148,10 @@ def inspect_messages(
     if evidence:
         parts.append(_text(f"Evidence gathered so far:\n{evidence}"))
     parts += _page_parts(pages)
+    for page, figure, url in figures:
+        name = f"Fig. {figure['number']}" if figure["number"] else "A figure"
+        caption = f": {figure['caption']}" if figure["caption"] else ""
+        parts += [_text(f"{name} of [{page['ref']}], cropped{caption}"), _image(url)]
     for page, url in zooms:
         parts += [_text(f"Zoomed region of [{page['ref']}]:"), _image(url)]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": parts}]

@@ -40,6 +40,7 @@ class Page(TypedDict):
     snippet: str
     image_key: str
     words_key: str
+    figures: list[dict]  # rag's FigureRecord fields
     text: str
     found_by: list[str]  # the texts of the queries that found it
     inspected: bool  # shown to the model by an inspect step

@@ -38,7 +38,8 @@ from rag.disk import free_mib
 from rag.encoders import BM25, TEXT, visual_vectors
 from rag.encoders.served import EncoderServiceError
 from rag.encoders.text import TextEncoder
-from rag.models import BookRecord, PagePoint, PageRecord
+from rag.models import BookRecord, FigureRecord, PagePoint, PageRecord
+from rag.page_images import crop_fraction
 from rag.page_index import PageIndex, page_point_id
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def encode_pages(
 ) -> list[PagePoint]:
     """Page images stored, every channel's vectors computed; ready to upsert.
 
-    The page images (WebP-encoded; Pillow's encoder releases the GIL) and word boxes are written on
+    The page images and figure crops (WebP-encoded; Pillow's encoder releases the GIL) and word boxes are written on
     worker threads while the models run, and the text chunks of all the pages go to the text encoder in one
     call rather than one call per page (measured in BENCHMARKS.md, "Indexing"). `times` gathers the
     seconds of each stage.
@@ -254,9 +255,13 @@ def encode_pages(
     encoders = index.encoders
     times = defaultdict(float) if times is None else times
 
-    def put_files(page: ExtractedPage) -> tuple[str, str]:
+    def put_files(page: ExtractedPage) -> tuple[str, str, list[FigureRecord]]:
         with _timed(times, "page images"):
-            return index.images.put(page.image), index.words.put(page.words)
+            figures = [
+                FigureRecord(number=f.number, caption=f.caption, box=f.box, image_key=index.images.put(crop_fraction(page.image, f.box)))
+                for f in page.figures
+            ]
+            return index.images.put(page.image), index.words.put(page.words), figures
 
     with ThreadPoolExecutor(max_workers=_IMAGE_WORKERS, thread_name_prefix="page-images") as pool:
         file_keys = pool.map(put_files, pages)
@@ -266,7 +271,7 @@ def encode_pages(
             text_vectors = _embed_page_chunks(encoders.text, [p.text for p in pages])
         file_keys = list(file_keys)
     points = []
-    for page, visual, chunk_vectors, (image_key, words_key) in zip(pages, page_vectors, text_vectors, file_keys):
+    for page, visual, chunk_vectors, (image_key, words_key, figures) in zip(pages, page_vectors, text_vectors, file_keys):
         record = PageRecord(
             book_id=book.book_id,
             title=book.title,
@@ -279,6 +284,7 @@ def encode_pages(
             content_hash=hashlib.sha256(page.text.encode()).hexdigest()[:16],
             image_key=image_key,
             words_key=words_key,
+            figures=figures,
             ocr=page.ocr,
             page_kind=page.kind,
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
+from indexer.figures import Figure, find_figures, page_fractions
 from indexer.page_kinds import CONTENTS, FRONT, FRONT_MATTER_PAGES, Row, page_kind
 from indexer.settings import IndexerSettings
 from rag.models import BODY_PAGE
@@ -71,6 +72,7 @@ class ExtractedPage:
     text: str
     image: Image.Image
     words: PageWords  # where each word lies on `image`
+    figures: list[Figure]  # where each lies on `image`, with its caption
     captions: list[str] = field(default_factory=list)
     section_path: list[str] = field(default_factory=list)
     headings: list[str] = field(default_factory=list)
@@ -215,6 +217,7 @@ def _extract_page(page: pymupdf.Page, path: Path, settings: IndexerSettings, sec
         text=layout.text,
         image=image,
         words=_read_words(page, path, ocr_textpage),
+        figures=page_figures(page, path, layout),
         captions=layout.captions,
         section_path=sections.path,
         headings=headings,
@@ -316,15 +319,40 @@ def _read_words(page: pymupdf.Page, path: Path, textpage: pymupdf.TextPage | Non
     rotated as the page is; the text layer's coordinates are those of the unrotated page)."""
     with _failing_as(path, page.number + 1, "cannot read word positions"):
         raw = page.get_text("words", flags=_TEXT_FLAGS, textpage=textpage)
-    to_image, width, height = page.rotation_matrix, page.rect.width, page.rect.height
     line_numbers: dict[tuple[int, int], int] = {}
     words, boxes, lines = [], [], []
     for x0, y0, x1, y1, word, block, line, _ in raw:
-        rect = pymupdf.Rect(x0, y0, x1, y1) * to_image
         words.append(word)
-        boxes.append(tuple(min(1.0, max(0.0, v)) for v in (rect.x0 / width, rect.y0 / height, rect.x1 / width, rect.y1 / height)))
+        boxes.append(page_fractions(pymupdf.Rect(x0, y0, x1, y1), page))
         lines.append(line_numbers.setdefault((block, line), len(line_numbers)))
     return PageWords(words, boxes, lines)
+
+
+def page_figures(page: pymupdf.Page, path: Path, layout: _Layout) -> list[Figure]:
+    """The page's figures: its pictures and drawings, with the captions of `layout`."""
+    captions = [caption for block in layout.blocks if block.caption for caption in _split_captions(block)]
+    with _failing_as(path, page.number + 1, "cannot find figures"):
+        pictures = [pymupdf.Rect(info["bbox"]) for info in page.get_image_info()]  # boxes only, no pixels
+        return find_figures(page, pictures, captions)
+
+
+def _split_captions(block: _Block) -> list[tuple[str, pymupdf.Rect]]:
+    """A caption block's captions (text, box): the captions of figures side by side can share one block,
+    each starting on a line of its own ("Fig. 14.-..." then "Fig. 15.-...")."""
+    runs: list[list[_Line]] = []
+    for line in block.lines:
+        if not runs or _CAPTION_START.match(line.text):
+            runs.append([line])
+        else:
+            runs[-1].append(line)
+    return [(_join_lines([line.text for line in run]), _union(line.box for line in run)) for run in runs]
+
+
+def _union(boxes: Iterable[tuple[float, float, float, float]]) -> pymupdf.Rect:
+    rect = pymupdf.Rect()
+    for box in boxes:
+        rect |= pymupdf.Rect(box)
+    return rect
 
 
 def _continues_caption(previous: _Block, lines: list[_Line], body_size: float) -> bool:

@@ -50,6 +50,18 @@ class BookRecord(BaseModel):
         return self.status == "complete"
 
 
+Box = tuple[float, float, float, float]  # left, top, right, bottom as fractions of the page image
+
+
+class FigureRecord(BaseModel):
+    """A figure of a page: what its caption says, where it lies on the page image, its crop."""
+
+    number: str = Field("", description="The figure's number as printed ('25', 'XXXIV'); empty without a caption.")
+    caption: str = ""
+    box: Box = Field(description="Where it lies on the page image: left, top, right, bottom as fractions.")
+    image_key: str = Field("", description="Key of its crop in the page-image store.")
+
+
 class PageRecord(BaseModel):
     """The payload of one page point: everything a citation needs, no vectors."""
 
@@ -64,6 +76,7 @@ class PageRecord(BaseModel):
     content_hash: str = ""
     image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
     words_key: str = Field("", description="Key of the page's word boxes in the page-words store.")
+    figures: list[FigureRecord] = Field(default_factory=list, description="The page's figures, top to bottom.")
     ocr: bool = False
     page_kind: str = Field(
         BODY_PAGE, description="body, or front, contents or index: pages search leaves out unless asked."
@@ -99,6 +112,7 @@ class CitedPage(BaseModel):
     snippet: str = ""
     image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
     words_key: str = Field("", description="Key of the page's word boxes in the page-words store.")
+    figures: list[FigureRecord] = Field(default_factory=list, description="The page's figures, top to bottom.")
 
 
 class PageHit(CitedPage):

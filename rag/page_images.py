@@ -1,5 +1,5 @@
-"""Content-addressed store of rendered page images (WebP files under one root folder), with their
-thumbnails cached on disk."""
+"""Content-addressed store of rendered page images and figure crops (WebP files under one root
+folder), with their thumbnails cached on disk; crops of a page image by fractions of its sides."""
 
 from __future__ import annotations
 
@@ -63,6 +63,17 @@ class PageImageStore:
 
     def _thumbs_root(self, max_side: int) -> Path:
         return self.root / "thumbs" / str(max_side)  # not hex, so never mixed up with image folders
+
+
+def crop_fraction(image: Image.Image, box: list[float]) -> Image.Image:
+    """The region `box` = [left, top, right, bottom] in 0..1 fractions of the image (the zoom tool)."""
+    if len(box) != 4:
+        raise ValueError("a crop box has four numbers: left, top, right, bottom")
+    left, top, right, bottom = (min(1.0, max(0.0, float(v))) for v in box)
+    if right - left < 0.02 or bottom - top < 0.02:
+        raise ValueError("a crop box must be at least 2% of the page wide and high")
+    width, height = image.size
+    return image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
 
 
 def encode_webp(image: Image.Image) -> bytes:

@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 
 from rag.encoders import Encoders, load_encoders
-from rag.models import BookRecord, EncoderInfo, PagePoint, PageRecord
+from rag.models import BookRecord, Box, EncoderInfo, PagePoint, PageRecord
 from rag.page_images import PageImageStore
-from rag.page_words import Box, PageWordStore, passage_boxes
+from rag.page_words import PageWordStore, passage_boxes
 from rag.settings import RagSettings
 from rag.store import VectorStore, open_store
 
@@ -197,18 +197,34 @@ class PageIndex:
 
     def page_image(self, book_id: str, page: int, max_side: int | None = None) -> bytes:
         """The stored WebP of a page of a complete book, or a thumbnail no larger than `max_side`."""
+        record = self._complete_page(book_id, page)
+        if not record.image_key:
+            raise NotInIndexError("no such page")
+        return self._image(record.image_key, max_side, "no image for this page")
+
+    def figure_image(self, book_id: str, page: int, figure: int, max_side: int | None = None) -> bytes:
+        """The WebP crop of a page's `figure` (1-based, top to bottom), or a thumbnail of it."""
+        figures = self._complete_page(book_id, page).figures
+        if not 1 <= figure <= len(figures):
+            raise NotInIndexError(f"this page has {len(figures)} figure(s), not a figure {figure}")
+        return self._image(figures[figure - 1].image_key, max_side, "no image for this figure")
+
+    def _complete_page(self, book_id: str, page: int) -> PageRecord:
         book = self.book(book_id)
         if book is None or not book.complete:
             raise NotInIndexError("no such book")
         record = self.page(book_id, page)
-        if record is None or not record.image_key:
+        if record is None:
             raise NotInIndexError("no such page")
+        return record
+
+    def _image(self, key: str, max_side: int | None, missing: str) -> bytes:
         try:
             if max_side is None:
-                return self.images.path(record.image_key).read_bytes()
-            return self.images.thumbnail(record.image_key, max_side)
+                return self.images.path(key).read_bytes()
+            return self.images.thumbnail(key, max_side)
         except (KeyError, FileNotFoundError, ValueError):
-            raise NotInIndexError("no image for this page") from None
+            raise NotInIndexError(missing) from None
 
     def passage_boxes(self, words_key: str, passage: str) -> list[Box]:
         """Where `passage` lies on its page's image (one box per line); [] when the page has no stored

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.content_files import ContentFiles
-
-Box = tuple[float, float, float, float]  # left, top, right, bottom as fractions of the page image
+from rag.models import Box
 _SCALE = 10_000  # boxes are stored as integers in 1/10 000 of the page's sides
 _TOKEN = re.compile(r"[^\W_]+")
 # A passage is located where its words run in page order with at most this many page words between

@@ -139,6 +139,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
                 snippet=make_snippet(record.text, query.text),
                 image_key=record.image_key,
                 words_key=record.words_key,
+                figures=record.figures,
                 page_kind=record.page_kind,
                 text=record.text,
             )

@@ -9,7 +9,7 @@ import re
 from PIL import Image, ImageDraw
 
 from rag.page_images import encode_webp
-from rag.page_words import Box
+from rag.models import Box
 from server.errors import ApiError
 
 BOOK_ID = re.compile(r"[0-9a-f]{8,64}")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.state import AgentResult, Citation, TokenUsage
-from rag.models import BookRecord, BookStatus
+from rag.models import BookRecord, BookStatus, FigureRecord
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -39,11 +39,19 @@ class AskRequest(BaseModel):
     stream: bool = Field(False, description="Server-sent events of the agent's progress, then the result.")
 
 
+class FigureOut(FigureRecord):
+    """A figure of a cited page as HTTP gives it: its crop's URL instead of its storage key."""
+
+    image_key: str = Field("", exclude=True)
+    image_url: str = Field(description="Where the figure's crop is served (GET, same API key or the page's link).")
+
+
 class CitationOut(Citation):
     """The agent's citation as HTTP gives it: the page image's URL instead of its storage key."""
 
     image_key: str = Field("", exclude=True)
     words_key: str = Field("", exclude=True)
+    figures: list[FigureOut] = Field(default_factory=list, description="The cited page's figures, top to bottom.")
     image_url: str = Field(description="Where the page image is served (GET, same API key).")
     link: str = Field(
         "", description="The page image's signed absolute URL: opens without an API key until it expires "

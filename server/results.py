@@ -1,18 +1,21 @@
-"""An agent's result -> the protocol's models: citations (with their page image URLs and signed links), usage,
-the ask response."""
+"""An agent's result -> the protocol's models: citations (with their page image and figure crop URLs and
+signed links), usage, the ask response."""
 
 from __future__ import annotations
 
 from agent.state import AgentResult
 from server.page_links import PageLinker
-from server.protocol import AskResponse, CitationOut, UsageOut
+from server.protocol import AskResponse, CitationOut, FigureOut, UsageOut
 
 
 def citations(result: AgentResult, link: PageLinker) -> list[CitationOut]:
-    return [
-        CitationOut(**c.model_dump(), image_url=f"/v1/pages/{c.book_id}/{c.page}", link=link(c.book_id, c.page, c.boxes))
-        for c in result.citations
-    ]
+    out = []
+    for c in result.citations:
+        page_url = f"/v1/pages/{c.book_id}/{c.page}"
+        figures = [FigureOut(**f.model_dump(), image_url=f"{page_url}/figures/{n}") for n, f in enumerate(c.figures, start=1)]
+        fields = c.model_dump(exclude={"figures"})
+        out.append(CitationOut(**fields, figures=figures, image_url=page_url, link=link(c.book_id, c.page, c.boxes)))
+    return out
 
 
 def usage(result: AgentResult) -> UsageOut:

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from agent import Agent, AgentConfigError, AgentInputError, ImageInputError
 from agent.evidence import score_options
-from agent.images import crop_fraction, fit_pixels
+from agent.images import fit_pixels
+from rag.page_images import crop_fraction
 from agent.vlm import extract_json
 from pathorag.cli import app
 from rag.page_index import PageIndex

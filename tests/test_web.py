@@ -293,3 +293,34 @@ def test_answer_text_appears_as_the_model_writes_it(web_server, page, tmp_path, 
         stop()
         index.close()
         vlm.close()
+
+
+def test_a_cited_figure_is_shown_beside_its_page(tmp_path, text_only_encoders, page):
+    from tests.test_figures import write_figure_pdf
+
+    settings = server_settings(tmp_path / "data")
+    index = PageIndex(settings, encoders=text_only_encoders)
+    assert index_pdf(index, write_figure_pdf(tmp_path / "figures.pdf")).ok
+    url, stop = start_server(settings, index)
+    try:
+        page.goto(url + "/")
+        enter_key(page, "user-key")
+        expect(page.locator("#key-status")).to_contain_text("Key accepted")
+        page.get_by_label("Question", exact=True).fill("What does a caseating granuloma in a lymph node look like?")
+        page.get_by_role("button", name="Ask", exact=True).click()
+        expect(page.locator("#answer-box")).to_be_visible(timeout=SLOW_MS)
+        card = page.locator("#citations button.citation", has_text="Fig. 7").first
+        expect(card).to_contain_text("Fig. 7, Fig. 8")
+        card.click()
+        figure = page.locator("#page-figures figure").first
+        expect(figure).to_be_visible()
+        expect(figure.locator("figcaption")).to_have_text("Fig. 7. Caseating granuloma in a lymph node.")
+        page.wait_for_function("() => { const i = document.querySelector('#page-figures img'); return i && i.naturalWidth > 0; }")
+        crop = Image.open(io.BytesIO(figure.locator("img").screenshot())).convert("RGB")
+        red, green, blue = np.asarray(crop).reshape(-1, 3).mean(axis=0)
+        assert green > 120 and red < 80 and blue < 100  # the green picture, cropped from the page
+        expect(page.locator("#page-figures figure")).to_have_count(2)
+        shot(page, "06-cited-figure")
+    finally:
+        stop()
+        index.close()

@@ -468,10 +468,26 @@ function renderCitations(citations) {
       "aria-label": `Open page: ${citationLabel(c)}${c.section ? ", " + c.section : ""}`,
       onclick: () => openPage(c, button) },
       el("span", { class: "thumb" }, markedPage(img, c.boxes)),
-      el("span", { class: "cap" }, el("strong", {}, (c.ref ? `[${c.ref}] ` : "") + citationLabel(c)), c.section ? el("br") : null, c.section || ""));
+      el("span", { class: "cap" }, el("strong", {}, (c.ref ? `[${c.ref}] ` : "") + citationLabel(c)), c.section ? el("br") : null, c.section || ""),
+      (c.figures || []).length ? el("span", { class: "cap figure-names" }, c.figures.map(figureName).join(", ")) : null);
     box.append(button);
     blobUrl(c.image_url + "?size=thumb").then((url) => { img.src = url; }).catch(() => { img.alt = "Thumbnail unavailable"; });
   }
+}
+
+function figureName(f) {
+  return f.number ? `Fig. ${f.number}` : "Figure";
+}
+
+// The cited page's figures beside it: each crop with its caption.
+function renderPageFigures(figures) {
+  const box = $("page-figures");
+  box.replaceChildren(...figures.map((f) => {
+    const img = el("img", { alt: `${figureName(f)} (loading)` });
+    blobUrl(f.image_url).then((url) => { img.src = url; img.alt = f.caption || figureName(f); }).catch(() => { img.alt = "Figure unavailable"; });
+    return el("figure", { class: "page-figure" }, img, el("figcaption", {}, f.caption || figureName(f)));
+  }));
+  box.hidden = !figures.length;
 }
 
 async function openPage(c, opener) {
@@ -480,6 +496,7 @@ async function openPage(c, opener) {
   $("page-dialog-title").textContent = citationLabel(c);
   $("page-dialog-meta").textContent = [c.section && `Section: ${c.section}`, `PDF page ${c.page}`, c.passage && `“${c.passage}”`].filter(Boolean).join(" · ");
   $("page-full").replaceChildren(markedPage(img, c.boxes));
+  renderPageFigures(c.figures || []);
   dialog.returnFocusTo = opener;
   dialog.showModal();
   $("page-dialog-close").focus();

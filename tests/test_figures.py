@@ -1,0 +1,164 @@
+"""Figures found at indexing: pictures and drawings with their "Fig. N" captions, at known places on
+generated PDFs; the demo atlas's three figures; pages without figures have none; crops stored."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pymupdf
+import pytest
+from PIL import Image
+
+from indexer.jobs import index_pdf
+from indexer.settings import IndexerSettings
+from rag.page_index import PageIndex
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTH, HEIGHT = 595, 842
+PHOTO = pymupdf.Rect(150, 120, 450, 345)  # a raster picture, caption below
+DRAWING = pymupdf.Rect(100, 520, 300, 700)  # a vector drawing, caption above
+ORNAMENT = pymupdf.Rect(60, 60, 80, 80)  # a small picture: not a figure
+BIG_PHOTO = pymupdf.Rect(100, 200, 500, 600)  # a large picture without a caption
+
+
+def _picture(page: pymupdf.Page, rect: pymupdf.Rect, rgb: tuple[int, int, int]) -> None:
+    pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 120, 90), False)
+    pixmap.set_rect(pixmap.irect, rgb)
+    page.insert_image(rect, pixmap=pixmap, keep_proportion=False)
+
+
+def write_figure_pdf(path: Path) -> Path:
+    doc = pymupdf.open()
+    page = doc.new_page(width=WIDTH, height=HEIGHT)
+    page.insert_text((60, 100), "Granulomas are compact aggregates of epithelioid macrophages.", fontsize=11)
+    _picture(page, PHOTO, (20, 160, 60))
+    _picture(page, ORNAMENT, (200, 0, 0))
+    page.insert_textbox(pymupdf.Rect(150, 352, 450, 380), "Fig. 7. Caseating granuloma in a lymph node.", fontsize=9, fontname="heit")
+    page.insert_text((60, 420), "Fibrinoid necrosis is seen in the walls of arteries in vasculitis.", fontsize=11)
+    page.insert_textbox(pymupdf.Rect(100, 495, 400, 515), "Figure 8: Fibrinoid necrosis, diagram.", fontsize=9, fontname="heit")
+    shape = page.new_shape()
+    shape.draw_rect(DRAWING)
+    shape.draw_line(DRAWING.tl, DRAWING.br)
+    shape.draw_circle(DRAWING.tl + (100, 90), 40)
+    shape.finish(color=(0, 0, 0), fill=(0.9, 0.8, 0.2), width=1.5)
+    shape.commit()
+    plain = doc.new_page(width=WIDTH, height=HEIGHT)  # text, a header rule and a thin box: no figure
+    plain.draw_line((50, 50), (545, 50), width=0.8)
+    plain.draw_rect(pymupdf.Rect(50, 300, 545, 310), width=0.5)
+    plain.insert_text((60, 100), "Chronic inflammation is of prolonged duration.", fontsize=11)
+    plain.insert_text((60, 140), "As Fig. 7 shows, the granuloma has a caseous centre.", fontsize=11)
+    uncaptioned = doc.new_page(width=WIDTH, height=HEIGHT)
+    uncaptioned.insert_text((60, 100), "A plate of tuberculous lung.", fontsize=11)
+    _picture(uncaptioned, BIG_PHOTO, (40, 40, 200))
+    doc.save(path)
+    return path
+
+
+@pytest.fixture
+def index(tmp_path, text_only_encoders):
+    settings = IndexerSettings(_env_file=None, data_dir=tmp_path / "data", page_encoder="none", ocr=False, render_dpi=72)
+    index = PageIndex(settings, encoders=text_only_encoders)
+    yield index
+    index.close()
+
+
+def _fractions(rect: pymupdf.Rect) -> tuple[float, ...]:
+    return (rect.x0 / WIDTH, rect.y0 / HEIGHT, rect.x1 / WIDTH, rect.y1 / HEIGHT)
+
+
+def test_figures_with_their_captions_boxes_and_crops(tmp_path, index) -> None:
+    report = index_pdf(index, write_figure_pdf(tmp_path / "figures.pdf"))
+    assert report.ok
+    first, plain, uncaptioned = (index.page(report.book_id, n) for n in (1, 2, 3))
+
+    assert [(f.number, f.caption) for f in first.figures] == [
+        ("7", "Fig. 7. Caseating granuloma in a lymph node."),
+        ("8", "Figure 8: Fibrinoid necrosis, diagram."),
+    ]
+    for figure, rect in zip(first.figures, (PHOTO, DRAWING)):
+        assert np.allclose(figure.box, _fractions(rect), atol=0.01), (figure.box, _fractions(rect))
+    crop = np.asarray(index.images.open(first.figures[0].image_key).convert("RGB")).astype(int)
+    assert abs(crop.shape[1] / crop.shape[0] - PHOTO.width / PHOTO.height) < 0.05
+    assert np.abs(crop.reshape(-1, 3).mean(axis=0) - (20, 160, 60)).max() < 12  # the picture, not the page around it
+
+    assert plain.figures == []  # a rule, a thin box and a mention of "Fig. 7" in the text are not figures
+    assert [(f.number, f.caption) for f in uncaptioned.figures] == [("", "")]
+    assert np.allclose(uncaptioned.figures[0].box, _fractions(BIG_PHOTO), atol=0.01)
+
+
+def test_the_demo_atlas_figures_are_found_with_their_captions(tmp_path, index) -> None:
+    report = index_pdf(index, ROOT / "corpora" / "demo_atlas.pdf")
+    assert report.ok
+    found = {n: index.page(report.book_id, n).figures for n in range(1, report.pages_indexed + 1)}
+    with_figures = {n: [(f.number, f.caption[:7]) for f in figures] for n, figures in found.items() if figures}
+    assert with_figures == {3: [("1", "Fig. 1.")], 12: [("2", "Fig. 2.")], 13: [("3", "Fig. 3.")]}
+    assert "H&E section of skin" in found[3][0].caption and "DAB component" in found[13][0].caption
+
+
+def test_cited_pages_carry_their_figures_and_the_crops_are_served(tmp_path, text_only_encoders) -> None:
+    from tests.test_server import USER, server_settings, start_server
+
+    settings = server_settings(tmp_path / "data")
+    index = PageIndex(settings, encoders=text_only_encoders)
+    report = index_pdf(index, write_figure_pdf(tmp_path / "figures.pdf"))
+    url, stop = start_server(settings, index)
+    try:
+        body = httpx.post(url + "/v1/ask", headers=USER, json={"question": "What does a caseating granuloma in a lymph node look like?"}, timeout=60).json()
+        cited = next(c for c in body["citations"] if c["page"] == 1)
+        figures = cited["figures"]
+        assert [(f["number"], f["image_url"]) for f in figures] == [
+            ("7", f"/v1/pages/{report.book_id}/1/figures/1"), ("8", f"/v1/pages/{report.book_id}/1/figures/2"),
+        ]
+        assert figures[0]["caption"] == "Fig. 7. Caseating granuloma in a lymph node." and "image_key" not in figures[0]
+        crop = httpx.get(url + figures[0]["image_url"], headers=USER)
+        assert crop.status_code == 200 and crop.headers["content-type"] == "image/webp"
+        pixels = np.asarray(Image.open(io.BytesIO(crop.content)).convert("RGB")).astype(int)
+        assert np.abs(pixels.reshape(-1, 3).mean(axis=0) - (20, 160, 60)).max() < 12  # the green picture
+        thumb = Image.open(io.BytesIO(httpx.get(url + figures[0]["image_url"], headers=USER, params={"size": "40"}).content))
+        assert max(thumb.size) == 40
+
+        signed = cited["link"].split("?", 1)[1]  # the page's signed link opens its figures too, without a key
+        assert httpx.get(f"{url}{figures[1]['image_url']}?{signed}").status_code == 200
+        assert httpx.get(url + figures[0]["image_url"]).status_code == 401
+        assert httpx.get(f"{url}/v1/pages/{report.book_id}/2/figures/1?{signed}").status_code == 403  # another page's link
+        missing = httpx.get(f"{url}/v1/pages/{report.book_id}/1/figures/3", headers=USER)
+        assert missing.status_code == 404 and "has 2 figure(s)" in missing.json()["error"]["message"]
+        assert httpx.get(f"{url}/v1/pages/{report.book_id}/2/figures/1", headers=USER).status_code == 404
+    finally:
+        stop()
+        index.close()
+
+
+@pytest.mark.parametrize("with_image", [True, False])
+def test_a_question_with_an_image_shows_the_model_the_pages_figures(tmp_path, text_only_encoders, vlm, with_image) -> None:
+    from agent import Agent
+    from server.settings import ServerSettings
+    from tests.test_agent import answer, inspection, plan
+
+    settings = ServerSettings(
+        _env_file=None, data_dir=tmp_path / "data", page_encoder="none", ocr=False, render_dpi=72,
+        vlm_base_url=vlm.base_url, vlm_model=vlm.model, agent_pages_per_call=1, agent_max_turns=1,
+    )
+    index = PageIndex(settings, encoders=text_only_encoders)
+    assert index_pdf(index, write_figure_pdf(tmp_path / "figures.pdf")).ok
+    vlm.script(plan("caseating granuloma lymph node"), inspection(), answer(text="A caseating granuloma."))
+    slide = Image.new("RGB", (64, 64), (30, 150, 70))
+    agent = Agent(settings, index)
+    try:
+        agent.run("Is this a caseating granuloma in a lymph node?", images=[slide] if with_image else [])
+    finally:
+        agent.close()
+        index.close()
+    parts = vlm.requests[1]["messages"][-1]["content"]  # the inspect request
+    texts = [part["text"] for part in parts if part["type"] == "text"]
+    images = sum(part["type"] == "image_url" for part in parts)
+    figure_lines = [text for text in texts if ", cropped" in text]
+    if with_image:
+        assert figure_lines == ["Fig. 7 of [P1], cropped: Fig. 7. Caseating granuloma in a lymph node.",
+                                "Fig. 8 of [P1], cropped: Figure 8: Fibrinoid necrosis, diagram."]
+        assert images == 1 + 2  # the page, then its two figures
+    else:
+        assert figure_lines == [] and images == 1
