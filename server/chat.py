@@ -105,6 +105,10 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
             lines.append(f"[{citation.ref or '?'}] {citation.title}, p. {page}{section}{link}")
             if passage := _quoted(citation):
                 lines.append(f"> {passage}\n")
+            for figure in citation.figures:
+                name = f"Fig. {figure.number}" if figure.number else "Figure"
+                caption = f": {_shortened(figure.caption)}" if figure.caption else ""
+                lines.append(f"- {f'[{name}]({figure.link})' if figure.link else name} on this page{caption}")
     return "\n".join(lines)
 
 
@@ -121,7 +125,11 @@ def _quoted(citation: CitationOut) -> str:
     """The supporting passage on one line, short enough to read under its source (the snippet, with
     its words matching the question in bold, when that is the passage)."""
     shown = citation.snippet if snippet_text(citation.snippet) == citation.passage else citation.passage
-    text = " ".join(shown.split())
+    return _shortened(shown)
+
+
+def _shortened(text: str) -> str:
+    text = " ".join(text.split())
     if len(text) > _QUOTE_CHARS:
         text = text[:_QUOTE_CHARS].rsplit(" ", 1)[0] + " ..."
     return text

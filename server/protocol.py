@@ -44,6 +44,7 @@ class FigureOut(FigureRecord):
 
     image_key: str = Field("", exclude=True)
     image_url: str = Field(description="Where the figure's crop is served (GET, same API key or the page's link).")
+    link: str = Field("", description="The crop's signed absolute URL (the page's link's signature).")
 
 
 class CitationOut(Citation):

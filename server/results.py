@@ -11,10 +11,14 @@ from server.protocol import AskResponse, CitationOut, FigureOut, UsageOut
 def citations(result: AgentResult, link: PageLinker) -> list[CitationOut]:
     out = []
     for c in result.citations:
-        page_url = f"/v1/pages/{c.book_id}/{c.page}"
-        figures = [FigureOut(**f.model_dump(), image_url=f"{page_url}/figures/{n}") for n, f in enumerate(c.figures, start=1)]
+        page_url, page_link = f"/v1/pages/{c.book_id}/{c.page}", link(c.book_id, c.page, c.boxes)
+        address, signed = page_link.split("?", 1)  # a page's link opens its figures too
+        figures = [
+            FigureOut(**f.model_dump(), image_url=f"{page_url}/figures/{n}", link=f"{address}/figures/{n}?{signed}")
+            for n, f in enumerate(c.figures, start=1)
+        ]
         fields = c.model_dump(exclude={"figures"})
-        out.append(CitationOut(**fields, figures=figures, image_url=page_url, link=link(c.book_id, c.page, c.boxes)))
+        out.append(CitationOut(**fields, figures=figures, image_url=page_url, link=page_link))
     return out
 
 

@@ -127,6 +127,17 @@ def test_cited_pages_carry_their_figures_and_the_crops_are_served(tmp_path, text
         missing = httpx.get(f"{url}/v1/pages/{report.book_id}/1/figures/3", headers=USER)
         assert missing.status_code == 404 and "has 2 figure(s)" in missing.json()["error"]["message"]
         assert httpx.get(f"{url}/v1/pages/{report.book_id}/2/figures/1", headers=USER).status_code == 404
+
+        # A chat reader gets each figure under its source, as a link that opens the crop without a key.
+        chat = httpx.post(url + "/v1/chat/completions", headers=USER, timeout=60, json={
+            "model": "pathorag", "messages": [{"role": "user", "content": "What does a caseating granuloma in a lymph node look like?"}]}).json()
+        text = chat["choices"][0]["message"]["content"]
+        line = next(line for line in text.splitlines() if line.startswith("- [Fig. 7]("))
+        assert line.endswith("on this page: Fig. 7. Caseating granuloma in a lymph node.")
+        figure_link = line.split("](", 1)[1].split(")", 1)[0]
+        assert figure_link == chat["citations"][[c["page"] for c in chat["citations"]].index(1)]["figures"][0]["link"]
+        opened = httpx.get(figure_link)
+        assert opened.status_code == 200 and opened.content == crop.content
     finally:
         stop()
         index.close()
