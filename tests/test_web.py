@@ -175,14 +175,19 @@ MARKS_MATCH_BOXES = """(selector) => {
 }"""
 
 
-def test_the_cited_passage_is_marked_on_the_thumbnail_and_the_page(web_server, page):
-    url, _ = web_server
+def ask_with_key(page, url: str, question: str) -> None:
+    """Open the page, enter the user key, ask `question` and wait for the answer."""
     page.goto(url + "/")
     enter_key(page, "user-key")
     expect(page.locator("#key-status")).to_contain_text("Key accepted")
-    page.get_by_label("Question", exact=True).fill("Which cells are characteristic of Hodgkin lymphoma?")
+    page.get_by_label("Question", exact=True).fill(question)
     page.get_by_role("button", name="Ask", exact=True).click()
     expect(page.locator("#answer-box")).to_be_visible(timeout=SLOW_MS)
+
+
+def test_the_cited_passage_is_marked_on_the_thumbnail_and_the_page(web_server, page):
+    url, _ = web_server
+    ask_with_key(page, url, "Which cells are characteristic of Hodgkin lymphoma?")
     first = page.locator("#citations button.citation").first
     page.wait_for_function("() => { const i = document.querySelector('#citations img'); return i && i.naturalWidth > 0; }")
     expect(first.locator(".passage-mark").first).to_be_attached()
@@ -303,12 +308,7 @@ def test_a_cited_figure_is_shown_beside_its_page(tmp_path, text_only_encoders, p
     assert index_pdf(index, write_figure_pdf(tmp_path / "figures.pdf")).ok
     url, stop = start_server(settings, index)
     try:
-        page.goto(url + "/")
-        enter_key(page, "user-key")
-        expect(page.locator("#key-status")).to_contain_text("Key accepted")
-        page.get_by_label("Question", exact=True).fill("What does a caseating granuloma in a lymph node look like?")
-        page.get_by_role("button", name="Ask", exact=True).click()
-        expect(page.locator("#answer-box")).to_be_visible(timeout=SLOW_MS)
+        ask_with_key(page, url, "What does a caseating granuloma in a lymph node look like?")
         card = page.locator("#citations button.citation", has_text="Fig. 7").first
         expect(card).to_contain_text("Fig. 7, Fig. 8")
         card.click()

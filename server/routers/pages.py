@@ -17,6 +17,15 @@ from server.pages import BOOK_ID, highlighted, max_side, parse_highlight
 router = APIRouter(tags=["pages"])
 
 
+Size = Annotated[str, Query(max_length=8, description="'full' (default), 'thumb', or a max side 16..4096")]
+Expires = Annotated[str | None, Query(max_length=12, description="A signed link's expiry (Unix seconds).")]
+Highlight = Annotated[str, Query(
+    max_length=800, description="Boxes to mark: left,top,right,bottom per box, in 1/1000 of the page's width "
+    "and height (a citation's passage; up to 40 boxes). Part of a signed link's signature.",
+)]
+Signature = Annotated[str | None, Query(max_length=128, description="A signed link's signature.")]
+
+
 @router.get(
     "/v1/pages/{book_id}/{page}", response_class=Response, responses=ERROR_RESPONSES,
     summary="A page image (WebP); size=thumb or a maximum side in pixels (16..4096) for a smaller one. "
@@ -24,17 +33,8 @@ router = APIRouter(tags=["pages"])
     "highlight marks boxes on it (a citation's passage).",
 )
 async def page_image(
-    book_id: str,
-    page: int,
-    request: Request,
-    services: ServicesDep,
-    size: Annotated[str, Query(max_length=8, description="'full' (default), 'thumb', or a max side 16..4096")] = "full",
-    expires: Annotated[str | None, Query(max_length=12, description="A signed link's expiry (Unix seconds).")] = None,
-    highlight: Annotated[str, Query(
-        max_length=800, description="Boxes to mark: left,top,right,bottom per box, in 1/1000 of the page's width "
-        "and height (a citation's passage; up to 40 boxes).",
-    )] = "",
-    signature: Annotated[str | None, Query(max_length=128, description="A signed link's signature.")] = None,
+    book_id: str, page: int, request: Request, services: ServicesDep,
+    size: Size = "full", expires: Expires = None, highlight: Highlight = "", signature: Signature = None,
 ) -> Response:
     _authorize(request, services, book_id, page, expires, highlight, signature)
     boxes = parse_highlight(highlight) if highlight else []
@@ -50,15 +50,8 @@ async def page_image(
     "them); size as for the page. With the API key, or the page's signed link parameters.",
 )
 async def figure_image(
-    book_id: str,
-    page: int,
-    figure: int,
-    request: Request,
-    services: ServicesDep,
-    size: Annotated[str, Query(max_length=8, description="'full' (default), 'thumb', or a max side 16..4096")] = "full",
-    expires: Annotated[str | None, Query(max_length=12, description="The page's signed link's expiry.")] = None,
-    highlight: Annotated[str, Query(max_length=800, description="The page's signed link's highlight.")] = "",
-    signature: Annotated[str | None, Query(max_length=128, description="The page's signed link's signature.")] = None,
+    book_id: str, page: int, figure: int, request: Request, services: ServicesDep,
+    size: Size = "full", expires: Expires = None, highlight: Highlight = "", signature: Signature = None,
 ) -> Response:
     _authorize(request, services, book_id, page, expires, highlight, signature)
     return _webp(await run_in_threadpool(services.index.figure_image, book_id, page, figure, max_side(size)))
