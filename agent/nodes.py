@@ -50,6 +50,7 @@ from rag.search import SearchQuery, SearchResult, search_many, snippet_text
 
 log = logging.getLogger(__name__)
 MAX_QUERIES_PER_ROUND = 12
+FIGURES_PER_PAGE = 3  # figure crops shown with a page to a question with an image (a plate of many: the first)
 EVIDENCE_ONLY = "Evidence only: no language model generated this answer."
 
 
@@ -318,10 +319,10 @@ def _page_url(ctx: RunContext, page: Page, pixels: int) -> str | None:
 
 
 def _figure_crops(ctx: RunContext, pages: list[Page], pixels: int) -> list[tuple[Page, dict, str]]:
-    """(page, figure, data URL) of each figure of the pages whose crop is stored."""
+    """(page, figure, data URL) of the first FIGURES_PER_PAGE figures of each page whose crop is stored."""
     crops = []
     for page in pages:
-        for figure in page["figures"]:
+        for figure in page["figures"][:FIGURES_PER_PAGE]:
             try:
                 crops.append((page, figure, data_url(ctx.index.images.open(figure["image_key"]), pixels)))
             except (KeyError, ValueError, OSError):
