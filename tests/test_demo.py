@@ -149,6 +149,8 @@ def test_demo_end_to_end_and_idempotent(cli_env):
     assert f"{TITLE}, page 3 (pdf page 5)" in text  # the caseous necrosis page, by its printed label
     assert "Choice: A" in text
     assert "page 10 (pdf page 12)" in text or "page 11 (pdf page 13)" in text  # IHC pages for the image question
+    assert "“Caseous necrosis" in text  # the passage each citation relies on, quoted under it
+    assert "figure: Fig. 2. Immunohistochemistry" in text  # and the cited page's figure
     assert "page ii (pdf page 2)" not in text  # the contents page names every topic but states none
     assert "page i (pdf page 1)" not in text  # nor does the title page
     assert "pathorag serve" in text and "PATHORAG_ALLOW_ANONYMOUS" in text

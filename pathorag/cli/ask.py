@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pathorag.cli.common import CliError, answering_agent, console, load_settings, out, resolve_book, user_errors
+from pathorag.cli.common import CliError, answering_agent, console, evidence_lines, load_settings, out, resolve_book, user_errors
 
 
 def ask(
@@ -62,8 +62,8 @@ def _print_result(result) -> None:
     for citation in result.citations:
         where = f"page {citation.page_label or citation.page} (pdf page {citation.page})"
         out.print(f"  [{citation.ref}] {citation.title}, {where}  score {citation.score:.3f}", highlight=False)
-        if citation.snippet:
-            out.print(f"      {citation.snippet}", highlight=False)
+        for line in evidence_lines(citation):
+            out.print(f"      {line}", highlight=False)
     out.print("[bold]trace[/bold]")
     for line in filter(None, map(describe_event, result.trace)):
         out.print(f"  {line}", highlight=False)

@@ -127,3 +127,14 @@ def answering_agent(settings: AgentSettings, index) -> Iterator:
     finally:
         if agent is not None:
             agent.close()
+
+
+def evidence_lines(citation, max_chars: int = 240) -> list[str]:
+    """What a citation shows a reader under its page: the passage relied on, quoted, and the page's figures."""
+    lines = []
+    if citation.passage:
+        passage = " ".join(citation.passage.split())
+        lines.append(f"“{passage if len(passage) <= max_chars else passage[:max_chars].rsplit(' ', 1)[0] + ' ...'}”")
+    for figure in citation.figures:
+        lines.append(f"figure: {figure.caption}" if figure.caption else "figure (no caption)")
+    return lines

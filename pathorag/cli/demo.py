@@ -7,6 +7,7 @@ import time
 from pathorag.cli.common import (
     CliError,
     answering_agent,
+    evidence_lines,
     console,
     load_settings,
     out,
@@ -82,6 +83,8 @@ def _print_sample(out, console, number: int, sample: dict, result, seconds: floa
     for citation in result.citations:
         out.print(f"  [{citation.ref}] {citation.title}, page {citation.page_label or citation.page} "
                   f"(pdf page {citation.page})", highlight=False)
+        for line in evidence_lines(citation, max_chars=160):
+            out.print(f"      {line}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
