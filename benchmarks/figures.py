@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -33,9 +32,9 @@ import rag  # noqa: E402,F401  (the project's import order: rag before transform
 import pymupdf  # noqa: E402
 
 from indexer import pages as pdfpages  # noqa: E402
+from indexer.figures import CAPTION_START  # noqa: E402
 from indexer.settings import IndexerSettings  # noqa: E402
 
-_NUMBER = re.compile(r"(?:fig(?:ure)?s?|plate|pl)\.?\s*(\d+|[ivxlcdm]+\b)", re.IGNORECASE)
 BOOKS = {  # PDF -> its page map (1-based pdf_page, figures, figure_captions)
     "manual_of_surgery_dev_haystack.pdf": "manual_of_surgery_dev_haystack.page_map.json",
     "diseases_of_cattle_dev.pdf": "diseases_of_cattle_dev.page_map.json",
@@ -47,7 +46,7 @@ HELD_OUT = {"fundamentals_of_bacteriology_dev.pdf": 171}
 
 def gold_numbers(entry: dict) -> list[str]:
     """The printed numbers of a page map entry's figures (from their captions, or the plate number)."""
-    numbers = [m.group(1).lower() for caption in entry.get("figure_captions") or [] if (m := _NUMBER.match(caption))]
+    numbers = [m.group(1).lower() for caption in entry.get("figure_captions") or [] if (m := CAPTION_START.match(caption))]
     if not numbers and entry.get("plate"):
         numbers = [str(entry["plate"]).lower()]
     return numbers

@@ -10,6 +10,7 @@ fractions of the rendered page, like the word boxes.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pymupdf
@@ -22,7 +23,8 @@ _MIN_AREA = 0.005  # of the page's area: smaller regions are marks, bullets, ini
 _UNCAPTIONED_MIN_AREA = 0.04  # a picture without a caption must be larger to count
 _SCAN_AREA = 0.85  # a picture covering this much of the page is the page itself (a scan), not a figure
 _CAPTION_REACH = 0.2  # of the page's height: how far a caption may sit from its figure
-_NUMBER = re.compile(r"(?:fig(?:ure)?s?|plate|pl)\.?\s*(\d+|[ivxlcdm]+\b)[a-z]?", re.IGNORECASE)
+# "Fig. 12.", "FIG. 3a:", "Figure 4 —", "Plate IV.", "Pl. XXXVI" at the start of a caption; group 1 the number.
+CAPTION_START = re.compile(r"(?:fig(?:ure)?s?|plate|pl)\.?\s*(\d+|[ivxlcdm]+\b)[a-z]?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -41,27 +43,32 @@ def find_figures(
     pictures = [box for box in picture_boxes if _figure_sized(box, page.rect) and abs(box) < _SCAN_AREA * area]
     drawings = [pymupdf.Rect(box) for box in page.cluster_drawings() if _figure_sized(pymupdf.Rect(box), page.rect)]
     regions = _merged(pictures + drawings)
-    figures, used = [], set()
+    figures, used, fractions = [], set(), page_fractions(page)
     for caption, index in _pairs(regions, [box for _, box in captions], page.rect.height * _CAPTION_REACH):
         text = captions[caption][0]
         used.add(index)
-        number = _NUMBER.match(text)
-        figures.append(Figure(number.group(1) if number else "", text, page_fractions(regions[index], page)))
+        number = CAPTION_START.match(text)
+        figures.append(Figure(number.group(1) if number else "", text, fractions(regions[index])))
     for index, region in enumerate(regions):
         is_picture = any(region.contains(box) for box in pictures)
         if index not in used and is_picture and abs(region) >= _UNCAPTIONED_MIN_AREA * area:
-            figures.append(Figure("", "", page_fractions(region, page)))
+            figures.append(Figure("", "", fractions(region)))
     return sorted(figures, key=lambda figure: (figure.box[1], figure.box[0]))
 
 
-def page_fractions(box: pymupdf.Rect, page: pymupdf.Page) -> Box:
-    """A box in points of the unrotated page (as the text layer gives them) as fractions of the rendered
-    page (which shows `page.rect`, rotated as the page is)."""
-    rect = box * page.rotation_matrix
-    width, height = page.rect.width, page.rect.height
-    return tuple(
-        round(min(1.0, max(0.0, v)), 4) for v in (rect.x0 / width, rect.y0 / height, rect.x1 / width, rect.y1 / height)
-    )
+def page_fractions(page: pymupdf.Page) -> Callable[[pymupdf.Rect], Box]:
+    """A box in points of the unrotated page (as the text layer gives them) -> fractions of the rendered
+    page (which shows `page.rect`, rotated as the page is). The page's geometry is read once: each
+    read is a call into MuPDF, and a page has hundreds of words."""
+    matrix, width, height = page.rotation_matrix, page.rect.width, page.rect.height
+
+    def fractions(box: pymupdf.Rect) -> Box:
+        rect = box * matrix
+        return tuple(
+            round(min(1.0, max(0.0, v)), 4) for v in (rect.x0 / width, rect.y0 / height, rect.x1 / width, rect.y1 / height)
+        )
+
+    return fractions
 
 
 def _figure_sized(box: pymupdf.Rect, page: pymupdf.Rect) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from indexer.figures import Figure, find_figures, page_fractions
+from indexer.figures import CAPTION_START, Figure, find_figures, page_fractions
 from indexer.page_kinds import CONTENTS, FRONT, FRONT_MATTER_PAGES, Row, page_kind
 from indexer.settings import IndexerSettings
 from rag.models import BODY_PAGE
@@ -36,8 +36,6 @@ _TEXT_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP  # l
 _BOLD = 16  # span flag bit
 _ITALIC = 2
 
-# "Fig. 12.", "FIG. 3a:", "Figure 4 —", "Plate IV.", "Pl. XXXVI" at the start of a text block.
-_CAPTION_START = re.compile(r"(?:fig(?:ure)?s?|plate|pl)\.?\s*(?:\d+|[ivxlcdm]+\b)[a-z]?", re.IGNORECASE)
 _CAPTION_SEPARATOR = re.compile(r"\s*[.:—–-]")
 _CHAPTER_LIKE = re.compile(r"(?:part|book|chapter|section)\b", re.IGNORECASE)
 _PDF_MAGIC = b"%PDF-"
@@ -321,9 +319,10 @@ def _read_words(page: pymupdf.Page, path: Path, textpage: pymupdf.TextPage | Non
         raw = page.get_text("words", flags=_TEXT_FLAGS, textpage=textpage)
     line_numbers: dict[tuple[int, int], int] = {}
     words, boxes, lines = [], [], []
+    fractions = page_fractions(page)
     for x0, y0, x1, y1, word, block, line, _ in raw:
         words.append(word)
-        boxes.append(page_fractions(pymupdf.Rect(x0, y0, x1, y1), page))
+        boxes.append(fractions(pymupdf.Rect(x0, y0, x1, y1)))
         lines.append(line_numbers.setdefault((block, line), len(line_numbers)))
     return PageWords(words, boxes, lines)
 
@@ -341,7 +340,7 @@ def _split_captions(block: _Block) -> list[tuple[str, pymupdf.Rect]]:
     each starting on a line of its own ("Fig. 14.-..." then "Fig. 15.-...")."""
     runs: list[list[_Line]] = []
     for line in block.lines:
-        if not runs or _CAPTION_START.match(line.text):
+        if not runs or CAPTION_START.match(line.text):
             runs.append([line])
         else:
             runs[-1].append(line)
@@ -360,7 +359,7 @@ def _continues_caption(previous: _Block, lines: list[_Line], body_size: float) -
     last, first = previous.lines[-1], lines[0]
     same_style = (last.size, last.bold, last.italic) == (first.size, first.bold, first.italic)
     body_style = last.size == body_size and not (last.bold or last.italic)
-    return previous.caption and same_style and not body_style and not _CAPTION_START.match(first.text)
+    return previous.caption and same_style and not body_style and not CAPTION_START.match(first.text)
 
 
 def _block_lines(block: dict) -> list[_Line]:
@@ -410,7 +409,7 @@ def _body_size(lines: list[list[_Line]], min_chars: int = 200) -> float | None:
 
 def _is_caption(text: str, block: list[_Line], body_size: float) -> bool:
     """A block that starts with a figure/plate number, then punctuation or a caption's own style."""
-    start = _CAPTION_START.match(text)
+    start = CAPTION_START.match(text)
     if start is None:
         return False
     if _CAPTION_SEPARATOR.match(text, start.end()):
