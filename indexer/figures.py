@@ -72,8 +72,9 @@ def page_fractions(page: pymupdf.Page) -> Callable[[pymupdf.Rect], Box]:
 
 
 def _figure_sized(box: pymupdf.Rect, page: pymupdf.Rect) -> bool:
-    sides = min(box.width, box.height) >= _MIN_SIDE_PT and box.width >= _MIN_SIDE * page.width and box.height >= _MIN_SIDE * page.height
-    return sides and abs(box) >= _MIN_AREA * abs(page)
+    wide = box.width >= max(_MIN_SIDE_PT, _MIN_SIDE * page.width)
+    high = box.height >= max(_MIN_SIDE_PT, _MIN_SIDE * page.height)
+    return wide and high and abs(box) >= _MIN_AREA * abs(page)
 
 
 def _merged(boxes: list[pymupdf.Rect]) -> list[pymupdf.Rect]:

@@ -247,9 +247,9 @@ def encode_pages(
 ) -> list[PagePoint]:
     """Page images stored, every channel's vectors computed; ready to upsert.
 
-    The page images and figure crops (WebP-encoded; Pillow's encoder releases the GIL) and word boxes are written on
-    worker threads while the models run, and the text chunks of all the pages go to the text encoder in one
-    call rather than one call per page (measured in BENCHMARKS.md, "Indexing"). `times` gathers the
+    The page images, figure crops (WebP: Pillow's encoder releases the GIL) and word boxes are written
+    on worker threads while the models run, and the text chunks of all the pages go to the text encoder
+    in one call rather than one call per page (measured in BENCHMARKS.md, "Indexing"). `times` gathers the
     seconds of each stage.
     """
     encoders = index.encoders
@@ -258,7 +258,9 @@ def encode_pages(
     def put_files(page: ExtractedPage) -> tuple[str, str, list[FigureRecord]]:
         with _timed(times, "page images"):
             figures = [
-                FigureRecord(number=f.number, caption=f.caption, box=f.box, image_key=index.images.put(crop_fraction(page.image, f.box)))
+                FigureRecord(
+                    number=f.number, caption=f.caption, box=f.box, image_key=index.images.put(crop_fraction(page.image, f.box))
+                )
                 for f in page.figures
             ]
             return index.images.put(page.image), index.words.put(page.words), figures

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rag.content_files import ContentFiles
 from rag.models import Box
+
 _SCALE = 10_000  # boxes are stored as integers in 1/10 000 of the page's sides
 _TOKEN = re.compile(r"[^\W_]+")
 # A passage is located where its words run in page order with at most this many page words between
@@ -88,7 +89,7 @@ def _hyphenated(words: PageWords, index: int) -> bool:
 def find_passage(text: str, quote: str) -> str:
     """The stretch of `text` that `quote` reproduces (its words in order, allowing for mended line
     breaks, hyphens and a few slips), verbatim from `text`; "" when `text` does not hold it."""
-    spans = list(_tokens(text))
+    spans = _tokens(text)
     found = _locate([span.group().casefold() for span in spans], quote)
     return text[spans[found[0]].start() : spans[found[1]].end()] if found else ""
 

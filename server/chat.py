@@ -108,7 +108,7 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
             for figure in citation.figures:
                 name = f"Fig. {figure.number}" if figure.number else "Figure"
                 caption = f": {_shortened(figure.caption)}" if figure.caption else ""
-                lines.append(f"- {f'[{name}]({figure.link})' if figure.link else name} on this page{caption}")
+                lines.append(f"- [{name}]({figure.link}) on this page{caption}")
     return "\n".join(lines)
 
 

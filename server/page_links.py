@@ -2,7 +2,8 @@
 a chat client, say) without the API key.
 
 A link is the page's `/v1/pages` URL with `expires` (Unix seconds), the cited passage's `highlight`
-boxes when it has them, and `signature`: HMAC-SHA256 over the book, the page, the expiry and the highlight, keyed by `PATHORAG_PAGE_LINK_SECRET` (unset: a random key per
+boxes when it has them, and `signature`: HMAC-SHA256 over the book, the page, the expiry and the
+highlight, keyed by `PATHORAG_PAGE_LINK_SECRET` (unset: a random key per
 server start, so links end with a restart; replicas behind one address need one shared key). A link
 opens one page, in any size, until it expires; an altered or expired one is refused with 403.
 """
@@ -18,7 +19,8 @@ from collections.abc import Callable
 from server.auth import AuthError
 from server.settings import ServerSettings
 
-from server.pages import Box, format_highlight
+from rag.models import Box
+from server.pages import format_highlight
 
 PageLinker = Callable[[str, int, list[Box]], str]  # (book_id, page, boxes to highlight) -> signed absolute URL
 
