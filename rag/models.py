@@ -89,15 +89,38 @@ class SparseVector:
     values: list[float]
 
 
+class FigurePointRecord(BaseModel):
+    """The payload of a figure point: whose figure it is, and the page fields a search filters on."""
+
+    book_id: str
+    page: int
+    figure: int = Field(description="The figure's place among its page's figures, 1-based, top to bottom.")
+    page_point_id: str = Field(description="The point id of its page.")
+    organ_systems: list[str] = Field(default_factory=list)
+    page_kind: str = BODY_PAGE
+
+
+@dataclass
+class FigurePoint:
+    """A figure crop ready to upsert: its payload and its visual vectors (the page channel's names)."""
+
+    point_id: str
+    record: FigurePointRecord
+    dense: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (d,)
+    multi: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d)
+
+
 @dataclass
 class PagePoint:
-    """A page ready to upsert: its payload and the vectors of each channel present."""
+    """A page ready to upsert: its payload, the vectors of each channel present, and the points of its
+    figure crops (written before the page, so a stored page always has its figures)."""
 
     point_id: str
     record: PageRecord
     dense: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (d,)
     multi: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d)
     sparse: dict[str, SparseVector] = field(default_factory=dict)
+    figures: list[FigurePoint] = field(default_factory=list)
 
 
 class CitedPage(BaseModel):
@@ -113,6 +136,10 @@ class CitedPage(BaseModel):
     image_key: str = Field("", description="Key of the rendered page image in the page-image store.")
     words_key: str = Field("", description="Key of the page's word boxes in the page-words store.")
     figures: list[FigureRecord] = Field(default_factory=list, description="The page's figures, top to bottom.")
+    matched_figure: int = Field(
+        0, description="Of the page's figures (1-based, in `figures`), the one whose crop matched the query image "
+        "best; 0 when none was among the image's matches, or no image was searched."
+    )
 
 
 class PageHit(CitedPage):

@@ -14,8 +14,8 @@ import pytest
 from qdrant_client import QdrantClient
 
 from rag.encoders.multivector import FixedDimensionalEncoder, page_centroids
-from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
-from rag.store import ChannelQuery, PageFilter, StoreError, VectorSpec, VectorStore
+from rag.models import BookRecord, FigurePoint, FigurePointRecord, PagePoint, PageRecord, SparseVector
+from rag.store import ChannelQuery, PageFilter, ScoredFigure, StoreError, VectorSpec, VectorStore
 from rag.store.edge import EdgeStore
 from rag.store.server import ServerStore
 
@@ -383,6 +383,90 @@ def test_meta_put_get(store: VectorStore) -> None:
     assert store.list_books() == []
 
 
+# --- figures ---------------------------------------------------------------------------------
+
+FIGURE_VECTORS = [VectorSpec("page", "multi", 16, index=False), VectorSpec("fde", "dense", FDE.dim, distance="dot")]
+
+
+def _with_figures() -> list[PagePoint]:
+    """The pages, every third with as many figures as its page number has threes (up to 4), each crop
+    its own multivector; figure points carry the page fields a search filters on."""
+    rng = np.random.default_rng(5)
+    pages = []
+    for n, point in enumerate(POINTS):
+        figures = []
+        for figure in range(1, (n % 3 == 0) * (1 + n % 4) + 1):
+            tokens = rng.standard_normal((int(rng.integers(3, 9)), 16)).astype(np.float32)
+            record = FigurePointRecord(
+                book_id=point.record.book_id, page=point.record.page, figure=figure, page_point_id=point.point_id,
+                organ_systems=point.record.organ_systems, page_kind=point.record.page_kind,
+            )  # fmt: skip
+            figure_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{point.point_id}/{figure}"))
+            figures.append(FigurePoint(figure_id, record, {"fde": FDE.page(tokens)}, {"page": tokens}))
+        pages.append(replace(point, figures=figures))
+    return pages
+
+
+FIGURE_PAGES = _with_figures()
+FIGURES = [figure for page in FIGURE_PAGES for figure in page.figures]
+
+
+def _figure_ranking(query: np.ndarray, figures: list[FigurePoint] = FIGURES) -> list[ScoredFigure]:
+    scored = [ScoredFigure(f.record.page_point_id, f.record.figure, _maxsim(query, f.multi["page"])) for f in figures]
+    return sorted(scored, key=lambda hit: -hit.score)
+
+
+@pytest.fixture
+def figure_store(open_store: StoreFactory) -> VectorStore:
+    store = open_store()
+    store.ensure_schema(VECTORS, FIGURE_VECTORS)
+    store.upsert_pages(FIGURE_PAGES)
+    return store
+
+
+def test_figure_search_ranks_crops_by_maxsim_and_names_their_pages(figure_store: VectorStore) -> None:
+    assert len(FIGURES) > 10
+    hits = figure_store.search_figures(ChannelQuery("page", QUERY, 6, prefetch=ChannelQuery("fde", FDE.query(QUERY), 40)), NO_FILTER)
+    expected = _figure_ranking(QUERY)[:6]
+    assert [(h.page_point_id, h.figure) for h in hits] == [(h.page_point_id, h.figure) for h in expected]
+    assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-4)
+    assert figure_store.count_pages() == len(POINTS)  # figures are not pages
+    assert {h.point_id for h in figure_store.search(ChannelQuery("page", QUERY, 100), NO_FILTER)} == _ids(POINTS)
+
+
+def test_figure_search_applies_the_page_filter(figure_store: VectorStore) -> None:
+    page_filter = PageFilter(book_ids=["book-b"], excluded_page_kinds=["index"])
+    allowed = [f for f in FIGURES if f.record.book_id == "book-b" and f.record.page_kind != "index"]
+    assert 0 < len(allowed) < len(FIGURES)
+    hits = figure_store.search_figures(ChannelQuery("page", QUERY, 100), page_filter)
+    assert {(h.page_point_id, h.figure) for h in hits} == {(f.record.page_point_id, f.record.figure) for f in allowed}
+
+
+def test_deleting_a_books_pages_removes_its_figures(figure_store: VectorStore) -> None:
+    figure_store.delete_book_pages("book-a")
+    hits = figure_store.search_figures(ChannelQuery("page", QUERY, 100), NO_FILTER)
+    book_b = {p.point_id for p in FIGURE_PAGES if p.record.book_id == "book-b"}
+    assert hits and {h.page_point_id for h in hits} <= book_b
+    assert len(hits) == sum(len(p.figures) for p in FIGURE_PAGES if p.point_id in book_b)
+
+
+def test_an_index_without_figures_gets_them_added_and_keeps_them(open_store: StoreFactory) -> None:
+    store = _filled(open_store())  # made before figures existed
+    assert store.search_figures(ChannelQuery("page", QUERY, 5), NO_FILTER) == []
+    with pytest.raises(StoreError, match="figure"):
+        store.upsert_pages(FIGURE_PAGES[:1])
+    store.ensure_schema(VECTORS, FIGURE_VECTORS)
+    assert store.count_pages() == len(POINTS)
+    store.upsert_pages(FIGURE_PAGES)
+    store.close()
+    reopened = open_store()
+    reopened.ensure_schema(VECTORS, FIGURE_VECTORS)
+    hits = reopened.search_figures(ChannelQuery("page", QUERY, 3), NO_FILTER)
+    assert [(h.page_point_id, h.figure) for h in hits] == [(h.page_point_id, h.figure) for h in _figure_ranking(QUERY)[:3]]
+    with pytest.raises(StoreError, match="different vectors"):
+        reopened.ensure_schema(VECTORS, FIGURE_VECTORS[:1])
+
+
 # --- lifecycle -------------------------------------------------------------------------------
 
 
@@ -426,14 +510,17 @@ def test_writes_survive_a_killed_process(backend: str, open_store: StoreFactory,
     assert store.get_meta() == {"schema": 1}
 
 
-def test_drop_removes_everything(store: VectorStore, tmp_path: Path) -> None:
+def test_drop_removes_everything(figure_store: VectorStore, tmp_path: Path) -> None:
+    store = figure_store
     store.put_book(_book("book-a"))
     store.put_meta({"schema": 1})
     store.drop()
     assert store.count_pages() == 0
+    assert store.search_figures(ChannelQuery("page", QUERY, 5), NO_FILTER) == []
     assert store.get_meta() is None
     assert store.list_books() == []
     assert not (tmp_path / "index" / "pages").exists()
     assert not (tmp_path / "index" / "catalog").exists()
+    assert not (tmp_path / "index" / "figures").exists()
     store.ensure_schema([replace(VECTORS[0], dim=32)])  # a rebuilt index may use other encoders
     assert store.count_pages() == 0

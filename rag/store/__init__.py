@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from rag.settings import RagSettings
-from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec, VectorStore
+from rag.store.base import ChannelQuery, PageFilter, ScoredFigure, ScoredId, StoreError, VectorSpec, VectorStore
 
-__all__ = ["ChannelQuery", "PageFilter", "ScoredId", "StoreError", "VectorSpec", "VectorStore", "open_store"]
+__all__ = [
+    "ChannelQuery", "PageFilter", "ScoredFigure", "ScoredId", "StoreError", "VectorSpec", "VectorStore", "open_store",
+]  # fmt: skip
 
 
 def open_store(settings: RagSettings) -> VectorStore:

@@ -1,5 +1,9 @@
 """The small interface every Qdrant backend implements (embedded qdrant-edge, Qdrant server).
 
+Two collections hold the library: pages (one point per page, every channel's vectors) and figures
+(one point per figure crop, the visual channel's vectors only, each pointing at its page), plus a
+small catalog of books and the index metadata.
+
 Fusion happens in `rag.search`; a backend only answers one channel query at a time, so both
 backends behave the same and the conformance suite can compare them directly.
 """
@@ -67,19 +71,31 @@ class ScoredId:
     score: float
 
 
+@dataclass(frozen=True)
+class ScoredFigure:
+    """A figure crop found by a search: its page's point id and its place among the page's figures."""
+
+    page_point_id: str
+    figure: int  # 1-based
+    score: float
+
+
 class StoreError(RuntimeError):
     """The vector store could not do what was asked (with a reason a user can act on)."""
 
 
 class VectorStore(Protocol):
-    """Pages collection (one point per page) plus a small catalog (books, index metadata)."""
+    """Pages and figures collections plus a small catalog (books, index metadata)."""
 
-    def ensure_schema(self, vectors: list[VectorSpec]) -> None:
-        """Create the collections (idempotent). Raises StoreError if an existing one differs."""
+    def ensure_schema(self, vectors: list[VectorSpec], figure_vectors: list[VectorSpec] = ()) -> None:
+        """Create the collections (idempotent; the figures one only with `figure_vectors`, and added to
+        an index made before it). Raises StoreError if an existing one differs."""
 
-    def upsert_pages(self, points: list[PagePoint]) -> None: ...
+    def upsert_pages(self, points: list[PagePoint]) -> None:
+        """Store pages and their figure points, the figures first: a stored page has its figures."""
 
-    def delete_book_pages(self, book_id: str) -> None: ...
+    def delete_book_pages(self, book_id: str) -> None:
+        """Remove the book's pages and their figures."""
 
     def count_pages(self, book_id: str | None = None) -> int: ...
 
@@ -87,6 +103,10 @@ class VectorStore(Protocol):
         """Page numbers of `book_id` present in the store (to resume an interrupted job)."""
 
     def search(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredId]: ...
+
+    def search_figures(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredFigure]:
+        """A visual lookup over the figure crops (none when the index has no figures collection); the
+        filter applies to their pages' fields."""
 
     def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]: ...
 
@@ -105,6 +125,6 @@ class VectorStore(Protocol):
     def put_meta(self, meta: dict) -> None: ...
 
     def drop(self) -> None:
-        """Delete both collections (used by reindex)."""
+        """Delete every collection (used by reindex)."""
 
     def close(self) -> None: ...

@@ -1,4 +1,4 @@
-"""Embedded backend: two qdrant-edge shards (`pages/`, `catalog/`) in one directory.
+"""Embedded backend: qdrant-edge shards (`pages/`, `figures/`, `catalog/`) in one directory.
 
 One process at a time: the directory is locked (`lock`, released when the store closes or its
 process ends), so a second process is refused with the reason instead of racing the first.
@@ -20,9 +20,17 @@ from typing import Any
 import qdrant_edge as qe
 
 from rag.disk import free_mib
-from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
-from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
-from rag.store.points import CatalogRecords, catalog_id, dense_vectors, filter_terms, non_empty_sparse, query_list
+from rag.models import BookRecord, FigurePoint, PagePoint, PageRecord, SparseVector
+from rag.store.base import ChannelQuery, PageFilter, ScoredFigure, ScoredId, StoreError, VectorSpec
+from rag.store.points import (
+    CatalogRecords,
+    catalog_id,
+    dense_vectors,
+    figure_points,
+    filter_terms,
+    non_empty_sparse,
+    query_list,
+)
 
 _INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
 # The engine needs at least one vector config; catalog points carry no vectors at all.
@@ -47,11 +55,12 @@ class EdgeStore(CatalogRecords):
         self._lock = _lock(self._path)
         try:
             self._pages: qe.EdgeShard | None = _load_if_present(self._pages_dir)
+            self._figures: qe.EdgeShard | None = _load_if_present(self._figures_dir)
             self._catalog: qe.EdgeShard | None = _load_if_present(self._catalog_dir)
         except BaseException:
             os.close(self._lock)
             raise
-        self._schema: list[VectorSpec] | None = None
+        self._schema: tuple[list[VectorSpec], list[VectorSpec]] | None = None
         self._closed = False
 
     @property
@@ -59,53 +68,60 @@ class EdgeStore(CatalogRecords):
         return self._path / "pages"
 
     @property
+    def _figures_dir(self) -> Path:
+        return self._path / "figures"
+
+    @property
     def _catalog_dir(self) -> Path:
         return self._path / "catalog"
 
     # --- schema ----------------------------------------------------------------------------
 
-    def ensure_schema(self, vectors: list[VectorSpec]) -> None:
+    def ensure_schema(self, vectors: list[VectorSpec], figure_vectors: list[VectorSpec] = ()) -> None:
         self._check_open()
-        if self._schema == vectors:
+        schema = (list(vectors), list(figure_vectors))
+        if self._schema == schema:
             return
-        config = _edge_config(vectors)
-        if self._pages is None:
-            self._pages = _create_pages_shard(self._pages_dir, config)
-        else:
-            self._pages = self._reload_pages_with(config)
+        self._pages = self._with_config("_pages", self._pages_dir, _edge_config(vectors))
+        if figure_vectors:
+            self._figures = self._with_config("_figures", self._figures_dir, _edge_config(figure_vectors))
         self._catalog_or_create()
-        self._schema = list(vectors)
+        self._schema = schema
 
-    def _reload_pages_with(self, config: qe.EdgeConfig) -> qe.EdgeShard:
-        """Reopen the pages shard with `config`; the engine checks it against the stored segments."""
-        assert self._pages is not None
-        stored, wanted = _stored_vector_names(self._pages_dir), set(config.vectors) | set(config.sparse_vectors)
+    def _with_config(self, attribute: str, directory: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
+        """The shard held in `attribute`, created with `config`, or reopened with it (the engine checks
+        it against the stored segments; on a mismatch the shard stays open as it was)."""
+        shard: qe.EdgeShard | None = getattr(self, attribute)
+        if shard is None:
+            return _create_shard(directory, config)
+        stored, wanted = _stored_vector_names(directory), set(config.vectors) | set(config.sparse_vectors)
         if stored != wanted:
-            raise _schema_mismatch(self._pages_dir, f"stored vectors {sorted(stored)}, wanted {sorted(wanted)}")
-        self._pages.close()
+            raise _schema_mismatch(directory, f"stored vectors {sorted(stored)}, wanted {sorted(wanted)}")
+        shard.close()
         try:
-            return qe.EdgeShard.load(str(self._pages_dir), config)
+            return qe.EdgeShard.load(str(directory), config)
         except Exception as exc:  # qdrant-edge raises plain Exception
-            self._pages = qe.EdgeShard.load(str(self._pages_dir))
-            raise _schema_mismatch(self._pages_dir, str(exc)) from exc
+            setattr(self, attribute, qe.EdgeShard.load(str(directory)))
+            raise _schema_mismatch(directory, str(exc)) from exc
 
     # --- pages -----------------------------------------------------------------------------
 
     def upsert_pages(self, points: list[PagePoint]) -> None:
         if not points:
             return
-        shard = self._require_pages()
-        edge_points = [_edge_point(point) for point in points]
-        try:
-            shard.update(qe.UpdateOperation.upsert_points(edge_points))
-        except Exception as exc:  # qdrant-edge raises plain Exception
-            raise StoreError(f"qdrant-edge rejected the pages: {exc}") from exc
-        shard.flush()
+        pages = self._require_pages()
+        if figures := figure_points(points):
+            if self._figures is None:
+                raise StoreError(f"No figures index at {self._figures_dir}: call ensure_schema() with figure vectors.")
+            _upsert(self._figures, [_edge_point(figure) for figure in figures], "figures")
+        _upsert(pages, [_edge_point(point) for point in points], "pages")
 
     def delete_book_pages(self, book_id: str) -> None:
         shard = self._require_pages()
-        shard.update(qe.UpdateOperation.delete_points_by_filter(_book_filter(book_id)))
-        shard.flush()
+        for each in (self._figures, shard):
+            if each is not None:
+                each.update(qe.UpdateOperation.delete_points_by_filter(_book_filter(book_id)))
+                each.flush()
 
     def count_pages(self, book_id: str | None = None) -> int:
         shard = self._open_pages()
@@ -125,14 +141,15 @@ class EdgeStore(CatalogRecords):
         shard = self._open_pages()
         if shard is None:
             return []
-        edge_filter = _edge_filter(page_filter)
-        request = qe.QueryRequest(
-            limit=query.limit,
-            query=_nearest(query),
-            prefetches=[_prefetch(query.prefetch, edge_filter)] if query.prefetch else None,
-            filter=edge_filter,
-        )
-        return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in shard.query(request)]
+        hits = shard.query(_query_request(query, page_filter, with_payload=False))
+        return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in hits]
+
+    def search_figures(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredFigure]:
+        self._check_open()
+        if self._figures is None:
+            return []
+        hits = self._figures.query(_query_request(query, page_filter, with_payload=["page_point_id", "figure"]))
+        return [ScoredFigure(hit.payload["page_point_id"], int(hit.payload["figure"]), float(hit.score)) for hit in hits]
 
     def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]:
         shard = self._open_pages()
@@ -176,8 +193,8 @@ class EdgeStore(CatalogRecords):
     def drop(self) -> None:
         self._check_open()
         self._close_shards()
-        shutil.rmtree(self._pages_dir, ignore_errors=True)
-        shutil.rmtree(self._catalog_dir, ignore_errors=True)
+        for directory in (self._pages_dir, self._figures_dir, self._catalog_dir):
+            shutil.rmtree(directory, ignore_errors=True)
 
     def close(self) -> None:
         self._close_shards()
@@ -186,10 +203,10 @@ class EdgeStore(CatalogRecords):
         self._closed = True
 
     def _close_shards(self) -> None:
-        for shard in (self._pages, self._catalog):
+        for shard in (self._pages, self._figures, self._catalog):
             if shard is not None:
                 shard.close()
-        self._pages = self._catalog = None
+        self._pages = self._figures = self._catalog = None
         self._schema = None
 
     def _check_open(self) -> None:
@@ -273,7 +290,8 @@ def _schema_mismatch(directory: Path, reason: str) -> StoreError:
     )
 
 
-def _create_pages_shard(directory: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
+def _create_shard(directory: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
+    """A pages or figures shard (both filter on the same page fields)."""
     shard = qe.EdgeShard.create(str(directory), config)
     for field in _INDEXED_FIELDS:
         shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
@@ -318,8 +336,18 @@ def _sparse_params(spec: VectorSpec) -> qe.EdgeSparseVectorParams:
 # --- points, queries, filters ----------------------------------------------------------------
 
 
-def _edge_point(point: PagePoint) -> qe.Point:
-    vector = dense_vectors(point) | {name: _edge_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
+def _upsert(shard: qe.EdgeShard, points: list[qe.Point], what: str) -> None:
+    try:
+        shard.update(qe.UpdateOperation.upsert_points(points))
+    except Exception as exc:  # qdrant-edge raises plain Exception
+        raise StoreError(f"qdrant-edge rejected the {what}: {exc}") from exc
+    shard.flush()
+
+
+def _edge_point(point: PagePoint | FigurePoint) -> qe.Point:
+    vector = dense_vectors(point)
+    if isinstance(point, PagePoint):
+        vector |= {name: _edge_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qe.Point(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
 
 
@@ -331,6 +359,17 @@ def _nearest(query: ChannelQuery) -> qe.Query:
     if isinstance(query.vector, SparseVector):
         return qe.Query.Nearest(_edge_sparse(query.vector), using=query.using)
     return qe.Query.Nearest(query_list(query), using=query.using)
+
+
+def _query_request(query: ChannelQuery, page_filter: PageFilter, with_payload: bool | list[str]) -> qe.QueryRequest:
+    edge_filter = _edge_filter(page_filter)
+    return qe.QueryRequest(
+        limit=query.limit,
+        query=_nearest(query),
+        prefetches=[_prefetch(query.prefetch, edge_filter)] if query.prefetch else None,
+        filter=edge_filter,
+        with_payload=with_payload,
+    )
 
 
 def _prefetch(query: ChannelQuery, edge_filter: qe.Filter | None) -> qe.Prefetch:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.models import BookRecord, PagePoint, SparseVector
+from rag.models import BookRecord, FigurePoint, PagePoint, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, StoreError
 
 _CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
@@ -33,7 +33,7 @@ def as_list(array: np.ndarray, ndim: int) -> list:
     return array.tolist()
 
 
-def dense_vectors(point: PagePoint) -> dict[str, Any]:
+def dense_vectors(point: PagePoint | FigurePoint) -> dict[str, Any]:
     """The point's dense and multi vectors as lists, after checking its id."""
     check_point_id(point.point_id)
     vectors: dict[str, Any] = {name: as_list(array, 1) for name, array in point.dense.items()}
@@ -46,6 +46,10 @@ def query_list(query: ChannelQuery) -> list:
     if vector.ndim not in (1, 2):
         raise StoreError(f"Query vector for {query.using!r} must be (d,) or (n, d), got shape {vector.shape}.")
     return vector.tolist()
+
+
+def figure_points(points: list[PagePoint]) -> list[FigurePoint]:
+    return [figure for point in points for figure in point.figures]
 
 
 def non_empty_sparse(point: PagePoint) -> dict[str, SparseVector]:

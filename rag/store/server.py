@@ -1,4 +1,4 @@
-"""Server backend: collections `{prefix}_pages` and `{prefix}_catalog` through qdrant-client.
+"""Server backend: collections `{prefix}_pages`, `{prefix}_figures` and `{prefix}_catalog` through qdrant-client.
 
 pathorag creates the collections itself with a `CollectionLayout` from the settings (shards, replicas,
 what stays in RAM, which vectors get an HNSW graph) rather than leaving them to the cluster's defaults
@@ -17,10 +17,18 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from rag.encoders.layout import PAGE, PAGE_FDE
-from rag.models import BookRecord, PagePoint, PageRecord, SparseVector
+from rag.models import BookRecord, FigurePoint, PagePoint, PageRecord, SparseVector
 from rag.settings import RagSettings
-from rag.store.base import ChannelQuery, PageFilter, ScoredId, StoreError, VectorSpec
-from rag.store.points import CatalogRecords, catalog_id, dense_vectors, filter_terms, non_empty_sparse, query_list
+from rag.store.base import ChannelQuery, PageFilter, ScoredFigure, ScoredId, StoreError, VectorSpec
+from rag.store.points import (
+    CatalogRecords,
+    catalog_id,
+    dense_vectors,
+    figure_points,
+    filter_terms,
+    non_empty_sparse,
+    query_list,
+)
 
 _INDEXED_FIELDS = ("organ_systems", "page_kind")  # and book_id, the tenant field
 _FDE_HNSW = qm.HnswConfigDiff(m=16, ef_construct=128)
@@ -31,7 +39,8 @@ _Signature = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class CollectionLayout:
-    """How the pages collection is laid out on a server or cluster (set once, when it is created)."""
+    """How the pages and figures collections are laid out on a server or cluster (set once, when each
+    is created)."""
 
     shard_number: int = 1
     replication_factor: int = 1
@@ -56,24 +65,29 @@ class ServerStore(CatalogRecords):
     def __init__(self, client: QdrantClient, prefix: str, layout: CollectionLayout | None = None) -> None:
         self._client = client
         self._pages = f"{prefix}_pages"
+        self._figures = f"{prefix}_figures"
         self._catalog = f"{prefix}_catalog"
         self._layout = layout or CollectionLayout()
 
     # --- schema ----------------------------------------------------------------------------
 
-    def ensure_schema(self, vectors: list[VectorSpec]) -> None:
+    def ensure_schema(self, vectors: list[VectorSpec], figure_vectors: list[VectorSpec] = ()) -> None:
         if not vectors:
             raise StoreError("The pages collection needs at least one vector channel; none was configured.")
-        if self._client.collection_exists(self._pages):
-            self._check_schema(vectors)
-        else:
-            self._create_pages(vectors)
+        for collection, specs in ((self._pages, vectors), (self._figures, figure_vectors)):
+            if not specs:
+                continue
+            if self._client.collection_exists(collection):
+                self._check_schema(collection, specs)
+            else:
+                self._create(collection, specs)
         self._ensure_catalog()
 
-    def _create_pages(self, vectors: list[VectorSpec]) -> None:
+    def _create(self, collection: str, vectors: list[VectorSpec]) -> None:
+        """A pages or figures collection (both filter on the same page fields)."""
         layout = self._layout
         self._client.create_collection(
-            self._pages,
+            collection,
             vectors_config={spec.name: _dense_params(spec, layout) for spec in vectors if spec.kind != "sparse"},
             sparse_vectors_config={spec.name: _sparse_params(spec) for spec in vectors if spec.kind == "sparse"},
             shard_number=layout.shard_number,
@@ -87,19 +101,19 @@ class ServerStore(CatalogRecords):
             # Every page belongs to one book, and searches and removals filter by book: the tenant field
             # keeps each book's pages together in storage.
             book = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
-            self._client.create_payload_index(self._pages, "book_id", book)
+            self._client.create_payload_index(collection, "book_id", book)
             for field in _INDEXED_FIELDS:
-                self._client.create_payload_index(self._pages, field, qm.PayloadSchemaType.KEYWORD)
+                self._client.create_payload_index(collection, field, qm.PayloadSchemaType.KEYWORD)
 
-    def _check_schema(self, vectors: list[VectorSpec]) -> None:
-        params = self._client.get_collection(self._pages).config.params
+    def _check_schema(self, collection: str, vectors: list[VectorSpec]) -> None:
+        params = self._client.get_collection(collection).config.params
         existing = _stored_signatures(params)
         expected = {spec.name: _spec_signature(spec) for spec in vectors}
         differing = sorted(name for name in existing.keys() | expected.keys() if existing.get(name) != expected.get(name))
         if differing:
             details = "; ".join(f"{name}: stored {existing.get(name)}, wanted {expected.get(name)}" for name in differing)
             raise StoreError(
-                f"Collection {self._pages!r} was built with different vectors ({details}). "
+                f"Collection {collection!r} was built with different vectors ({details}). "
                 "Use the encoders it was built with, or drop and rebuild the index."
             )
 
@@ -117,15 +131,23 @@ class ServerStore(CatalogRecords):
         if not points:
             return
         self._require_pages()
-        structs = [_point_struct(point) for point in points]
+        if figures := figure_points(points):
+            if not self._client.collection_exists(self._figures):
+                raise StoreError(f"Collection {self._figures!r} does not exist: call ensure_schema() with figure vectors.")
+            self._upsert(self._figures, [_point_struct(figure) for figure in figures], "figures")
+        self._upsert(self._pages, [_point_struct(point) for point in points], "pages")
+
+    def _upsert(self, collection: str, structs: list[qm.PointStruct], what: str) -> None:
         try:
-            self._client.upsert(self._pages, structs, wait=True)
+            self._client.upsert(collection, structs, wait=True)
         except (UnexpectedResponse, ValueError) as exc:
-            raise StoreError(f"Qdrant rejected the pages: {exc}") from exc
+            raise StoreError(f"Qdrant rejected the {what}: {exc}") from exc
 
     def delete_book_pages(self, book_id: str) -> None:
         self._require_pages()
-        self._client.delete(self._pages, qm.FilterSelector(filter=_book_filter(book_id)), wait=True)
+        for collection in (self._figures, self._pages):
+            if self._client.collection_exists(collection):
+                self._client.delete(collection, qm.FilterSelector(filter=_book_filter(book_id)), wait=True)
 
     def count_pages(self, book_id: str | None = None) -> int:
         if not self._client.collection_exists(self._pages):
@@ -140,19 +162,28 @@ class ServerStore(CatalogRecords):
         return {int(record.payload["page"]) for record in records}
 
     def search(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredId]:
-        if not self._client.collection_exists(self._pages):
+        hits = self._query(self._pages, query, page_filter, with_payload=False)
+        return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in hits]
+
+    def search_figures(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredFigure]:
+        hits = self._query(self._figures, query, page_filter, with_payload=["page_point_id", "figure"])
+        return [ScoredFigure(hit.payload["page_point_id"], int(hit.payload["figure"]), float(hit.score)) for hit in hits]
+
+    def _query(
+        self, collection: str, query: ChannelQuery, page_filter: PageFilter, with_payload: bool | list[str]
+    ) -> list[qm.ScoredPoint]:
+        if not self._client.collection_exists(collection):
             return []
         query_filter = _query_filter(page_filter)
-        response = self._client.query_points(
-            self._pages,
+        return self._client.query_points(
+            collection,
             query=_query_vector(query),
             using=query.using,
             prefetch=_prefetch(query.prefetch, query_filter) if query.prefetch else None,
             query_filter=query_filter,
             limit=query.limit,
-            with_payload=False,
-        )
-        return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in response.points]
+            with_payload=with_payload,
+        ).points
 
     def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]:
         if not point_ids or not self._client.collection_exists(self._pages):
@@ -191,7 +222,7 @@ class ServerStore(CatalogRecords):
     # --- lifecycle -------------------------------------------------------------------------
 
     def drop(self) -> None:
-        for collection in (self._pages, self._catalog):
+        for collection in (self._pages, self._figures, self._catalog):
             if self._client.collection_exists(collection):
                 self._client.delete_collection(collection)
 
@@ -276,8 +307,10 @@ def _sparse_signature(params: qm.SparseVectorParams) -> _Signature:
 # --- points, queries, filters ----------------------------------------------------------------
 
 
-def _point_struct(point: PagePoint) -> qm.PointStruct:
-    vector = dense_vectors(point) | {name: _qdrant_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
+def _point_struct(point: PagePoint | FigurePoint) -> qm.PointStruct:
+    vector = dense_vectors(point)
+    if isinstance(point, PagePoint):
+        vector |= {name: _qdrant_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qm.PointStruct(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
 
 
