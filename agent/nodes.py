@@ -50,7 +50,8 @@ from rag.search import SearchQuery, SearchResult, search_many, snippet_text
 
 log = logging.getLogger(__name__)
 MAX_QUERIES_PER_ROUND = 12
-FIGURES_PER_PAGE = 3  # figure crops shown with a page to a question with an image (a plate of many: the first)
+FIGURES_PER_PAGE = 3  # figure crops shown with a page to a question with an image (of a plate of many: the
+# one that matched the image, then the first)
 EVIDENCE_ONLY = "Evidence only: no language model generated this answer."
 
 
@@ -248,6 +249,7 @@ def _merge(pages: dict[str, Page], by_location: dict, hit: PageHit, query_text: 
         return ref
     page = pages[ref]
     page["found_by"] = [*page["found_by"], query_text]
+    page["matched_figure"] = page.get("matched_figure") or hit.matched_figure
     page["text_similarity"] = max(page["text_similarity"], hit.channel_scores.get("text", 0.0))
     if hit.score > page["score"]:
         page["score"], page["snippet"] = hit.score, hit.snippet
@@ -319,10 +321,14 @@ def _page_url(ctx: RunContext, page: Page, pixels: int) -> str | None:
 
 
 def _figure_crops(ctx: RunContext, pages: list[Page], pixels: int) -> list[tuple[Page, dict, str]]:
-    """(page, figure, data URL) of the first FIGURES_PER_PAGE figures of each page whose crop is stored."""
+    """(page, figure, data URL) of up to FIGURES_PER_PAGE figures of each page whose crop is stored: the
+    one that matched the question's image first, then the page's figures in order."""
     crops = []
     for page in pages:
-        for figure in page["figures"][:FIGURES_PER_PAGE]:
+        figures = list(page["figures"])
+        if matched := page.get("matched_figure"):
+            figures.insert(0, figures.pop(matched - 1))
+        for figure in figures[:FIGURES_PER_PAGE]:
             try:
                 crops.append((page, figure, data_url(ctx.index.images.open(figure["image_key"]), pixels)))
             except (KeyError, ValueError, OSError):
@@ -557,7 +563,8 @@ def _citation(ctx: RunContext, page: Page, passage: str = "") -> Citation:
     lies on the page image."""
     passage = passage or snippet_text(page["snippet"])
     return Citation(
-        **{name: page[name] for name in CitedPage.model_fields},
+        # a page kept in a thread from before a field existed takes its default
+        **{name: page[name] for name in CitedPage.model_fields if name in page},
         ref=page["ref"],
         passage=passage,
         boxes=ctx.index.passage_boxes(page["words_key"], passage),

@@ -150,8 +150,10 @@ def inspect_messages(
     parts += _page_parts(pages)
     for page, figure, url in figures:
         name = f"Fig. {figure['number']}" if figure["number"] else "A figure"
+        matched = page.get("matched_figure") and page["figures"][page["matched_figure"] - 1] == figure
         caption = f": {figure['caption']}" if figure["caption"] else ""
-        parts += [_text(f"{name} of [{page['ref']}], cropped{caption}"), _image(url)]
+        found = " (of the page's figures, the closest to the question's image)" if matched else ""
+        parts += [_text(f"{name} of [{page['ref']}], cropped{found}{caption}"), _image(url)]
     for page, url in zooms:
         parts += [_text(f"Zoomed region of [{page['ref']}]:"), _image(url)]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": parts}]

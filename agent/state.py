@@ -41,6 +41,7 @@ class Page(TypedDict):
     image_key: str
     words_key: str
     figures: list[dict]  # rag's FigureRecord fields
+    matched_figure: int  # the figure (1-based) whose crop matched the question's image best; 0: none
     text: str
     found_by: list[str]  # the texts of the queries that found it
     inspected: bool  # shown to the model by an inspect step

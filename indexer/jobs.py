@@ -31,16 +31,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from indexer.pages import BadPdfError, ExtractedPage, extract_pages, open_pdf, pdf_metadata
 from indexer.settings import IndexerSettings
 from rag.disk import free_mib
 from rag.encoders import BM25, TEXT, visual_vectors
+from rag.encoders.multivector import FixedDimensionalEncoder
+from rag.encoders.page import PageEncoder
 from rag.encoders.served import EncoderServiceError
 from rag.encoders.text import TextEncoder
-from rag.models import BookRecord, FigureRecord, PagePoint, PageRecord
+from rag.models import BookRecord, FigurePoint, FigurePointRecord, FigureRecord, PagePoint, PageRecord
 from rag.page_images import crop_fraction
-from rag.page_index import PageIndex, page_point_id
+from rag.page_index import PageIndex, figure_point_id, page_point_id
 
 log = logging.getLogger(__name__)
 
@@ -249,31 +252,33 @@ def encode_pages(
 
     The page images, figure crops (WebP: Pillow's encoder releases the GIL) and word boxes are written
     on worker threads while the models run, and the text chunks of all the pages go to the text encoder
-    in one call rather than one call per page (measured in BENCHMARKS.md, "Indexing"). `times` gathers the
-    seconds of each stage.
+    in one call rather than one call per page (measured in BENCHMARKS.md, "Indexing"); with a page
+    encoder, the figure crops are encoded as pages are, in the pages' call. `times` gathers the seconds
+    of each stage.
     """
     encoders = index.encoders
     times = defaultdict(float) if times is None else times
+    crops = [[crop_fraction(page.image, figure.box) for figure in page.figures] for page in pages]
 
-    def put_files(page: ExtractedPage) -> tuple[str, str, list[FigureRecord]]:
+    def put_files(page: ExtractedPage, page_crops: list) -> tuple[str, str, list[FigureRecord]]:
         with _timed(times, "page images"):
             figures = [
-                FigureRecord(
-                    number=f.number, caption=f.caption, box=f.box, image_key=index.images.put(crop_fraction(page.image, f.box))
-                )
-                for f in page.figures
+                FigureRecord(number=f.number, caption=f.caption, box=f.box, image_key=index.images.put(crop))
+                for f, crop in zip(page.figures, page_crops)
             ]
             return index.images.put(page.image), index.words.put(page.words), figures
 
     with ThreadPoolExecutor(max_workers=_IMAGE_WORKERS, thread_name_prefix="page-images") as pool:
-        file_keys = pool.map(put_files, pages)
+        file_keys = pool.map(put_files, pages, crops)
         with _timed(times, "page encoder"):
-            page_vectors = encoders.page.embed_pages([p.image for p in pages]) if encoders.page else [None] * len(pages)
+            page_vectors, figure_vectors = _embed_images(encoders.page, [p.image for p in pages], crops)
         with _timed(times, "text encoder"):
             text_vectors = _embed_page_chunks(encoders.text, [p.text for p in pages])
         file_keys = list(file_keys)
     points = []
-    for page, visual, chunk_vectors, (image_key, words_key, figures) in zip(pages, page_vectors, text_vectors, file_keys):
+    for page, visual, figure_visuals, chunk_vectors, (image_key, words_key, figures) in zip(
+        pages, page_vectors, figure_vectors, text_vectors, file_keys
+    ):
         record = PageRecord(
             book_id=book.book_id,
             title=book.title,
@@ -302,8 +307,33 @@ def encode_pages(
             dense, multi = visual_vectors(visual, encoders.page.fde)
             point.dense |= dense
             point.multi |= multi
+            point.figures = [_figure_point(record, point.point_id, n, tokens, encoders.page.fde)
+                             for n, tokens in enumerate(figure_visuals, start=1)]  # fmt: skip
         points.append(point)
     return points
+
+
+def _embed_images(
+    encoder: PageEncoder | None, pages: list[Image.Image], crops: list[list[Image.Image]]
+) -> tuple[list, list[list[np.ndarray]]]:
+    """The page multivectors and each page's figure-crop multivectors, from one encoder call; Nones and
+    empty lists without a page encoder."""
+    if encoder is None:
+        return [None] * len(pages), [[] for _ in pages]
+    vectors = encoder.embed_pages(pages + [crop for page_crops in crops for crop in page_crops])
+    figure_vectors = iter(vectors[len(pages) :])
+    return vectors[: len(pages)], [[next(figure_vectors) for _ in page_crops] for page_crops in crops]
+
+
+def _figure_point(
+    page: PageRecord, page_point: str, figure: int, tokens: np.ndarray, fde: FixedDimensionalEncoder
+) -> FigurePoint:
+    dense, multi = visual_vectors(tokens, fde)
+    record = FigurePointRecord(
+        book_id=page.book_id, page=page.page, figure=figure, page_point_id=page_point,
+        organ_systems=page.organ_systems, page_kind=page.page_kind,
+    )  # fmt: skip
+    return FigurePoint(figure_point_id(page.book_id, page.page, figure), record, dense, multi)
 
 
 def _embed_page_chunks(text_encoder: TextEncoder, texts: list[str]) -> list[np.ndarray]:

@@ -48,6 +48,10 @@ def page_point_id(book_id: str, page: int) -> str:
     return str(uuid.uuid5(_POINT_NAMESPACE, f"{book_id}:{page}"))
 
 
+def figure_point_id(book_id: str, page: int, figure: int) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{book_id}:{page}:figure {figure}"))
+
+
 class PageIndex:
     """Opens the store lazily and loads encoders on first use (loading models takes seconds)."""
 
@@ -78,7 +82,7 @@ class PageIndex:
         meta = self.store.get_meta()
         wanted = {name: info.model_dump() for name, info in encoders.infos().items()}
         if meta is None:
-            self.store.ensure_schema(encoders.vector_specs())
+            self.store.ensure_schema(encoders.vector_specs(), encoders.figure_vector_specs())
             self.store.put_meta({"version": META_VERSION, "encoders": wanted})
             return
         # Normalised through EncoderInfo: an index recorded before a field existed has its default.
@@ -90,7 +94,7 @@ class PageIndex:
                 + "\nRun `pathorag index reindex` to rebuild it with the configured encoders, "
                 "or restore the settings it was built with."
             )
-        self.store.ensure_schema(encoders.vector_specs())
+        self.store.ensure_schema(encoders.vector_specs(), encoders.figure_vector_specs())
 
     def with_settings(self, settings: RagSettings) -> PageIndex:
         """The same store and encoders under other query-time settings (e.g. fusion weights)."""

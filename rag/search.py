@@ -6,7 +6,9 @@ Channels:
 - `page`: the text query embedded by the page encoder; candidates by the pages' FDEs, narrowed by
   their k-means centroids, then exact MaxSim on the page multivector (`visual_query`);
 - `image`: the user's image embedded by the page encoder, same chain (joint queries rank by text
-  and by the image at once).
+  and by the image at once);
+- `figure`: the same image against the pages' figure crops, same chain; a page scores as its best
+  figure, and its hit names that figure (`matched_figure`).
 
 Fusion is distribution-based: each channel's candidate scores are scaled by their own mean +- 3 std
 (as Qdrant's DBSF does). By default (`peaked`) each channel's weight is also multiplied, per query,
@@ -39,15 +41,16 @@ from rag.models import OUTSIDE_BODY_PAGES, BookRecord, PageHit, SparseVector
 from rag.page_index import PageIndex
 from rag.settings import RagSettings
 from rag.encoders.sparse import merge_weighted
-from rag.store import ChannelQuery, PageFilter, ScoredId
+from rag.store import ChannelQuery, PageFilter, ScoredFigure, ScoredId
 from rag.terminology import find_alternatives
 
 log = logging.getLogger(__name__)
 
 TEXT_CHANNELS = ("bm25", "text", "page")
-ALL_CHANNELS = (*TEXT_CHANNELS, "image")
+IMAGE_CHANNELS = ("image", "figure")
+ALL_CHANNELS = (*TEXT_CHANNELS, *IMAGE_CHANNELS)
 SNIPPET_CHARS = 320
-VISUAL_CHANNELS = ("page", "image")
+VISUAL_CHANNELS = ("page", *IMAGE_CHANNELS)
 # Visual candidate stages (BENCHMARKS.md, "Retrieval at scale"): at least 1000 pages by FDE, then the
 # channel's list (at least 50) by centroid MaxSim, which exact MaxSim only reorders. In a larger
 # library both stages keep a share of it (2 % and 0.1 %): with fixed counts recall@10 fell from 0.98
@@ -115,11 +118,16 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
     if page_filter is None:
         return []
     library_pages = sum(book.page_count for book in books if book.complete)
-    rankings = {}
+    if query.image is not None and set(channels) & set(IMAGE_CHANNELS):
+        embedded = embedded | {"image": index.encoders.page.embed_query_images([query.image])[0]}
+    rankings, matched_figures = {}, {}
     for name in channels:
         limit = _channel_limit(settings, name, top_k)
         lookup = _channel_query(index, query, embedded, name, limit, page_filter, library_pages)
-        rankings[name] = index.store.search(lookup, page_filter)
+        if name == "figure":
+            rankings[name], matched_figures = pages_by_their_figures(index.store.search_figures(lookup, page_filter), limit)
+        else:
+            rankings[name] = index.store.search(lookup, page_filter)
     fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
     records = index.store.get_pages([point_id for point_id, _ in fused])
     hits = []
@@ -140,11 +148,21 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
                 image_key=record.image_key,
                 words_key=record.words_key,
                 figures=record.figures,
+                matched_figure=matched_figures.get(point_id, 0),
                 page_kind=record.page_kind,
                 text=record.text,
             )
         )
     return hits
+
+
+def pages_by_their_figures(figures: list[ScoredFigure], limit: int) -> tuple[list[ScoredId], dict[str, int]]:
+    """The pages of a figure ranking, each scored as its best figure, and that figure's number."""
+    pages: dict[str, ScoredFigure] = {}
+    for figure in figures:  # best first: a page's first figure here is its best
+        pages.setdefault(figure.page_point_id, figure)
+    ranked = list(pages.values())[:limit]
+    return [ScoredId(f.page_point_id, f.score) for f in ranked], {f.page_point_id: f.figure for f in ranked}
 
 
 def _channel_limit(settings: RagSettings, channel: str, top_k: int) -> int:
@@ -161,7 +179,7 @@ def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
     if unknown:
         raise SearchError(f"unknown channel(s) {sorted(unknown)}; choose from {list(ALL_CHANNELS)}")
     visual = index.encoders.page is not None
-    if query.image is not None and not visual and (query.channels is None or "image" in asked):
+    if query.image is not None and not visual and (query.channels is None or set(asked) & set(IMAGE_CHANNELS)):
         raise SearchError(
             "image search needs a page encoder, and the visual channel is off "
             "(set PATHORAG_PAGE_ENCODER to a ColPali-family model and reindex)"
@@ -170,9 +188,9 @@ def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
     for name in asked:
         if name in TEXT_CHANNELS and not query.text.strip():
             continue
-        if name == "image" and query.image is None:
+        if name in IMAGE_CHANNELS and query.image is None:
             continue
-        if name in ("page", "image") and not visual:
+        if name in VISUAL_CHANNELS and not visual:
             continue
         usable.append(name)
     if not usable:
@@ -225,8 +243,8 @@ def _channel_query(
         vectors = embedded.get("page")
         if vectors is None:
             vectors = encoders.page.embed_queries([query.text])[0]
-    else:
-        vectors = encoders.page.embed_query_images([query.image])[0]
+    else:  # image, figure: the image embedded once for both
+        vectors = embedded["image"]
     return visual_query(vectors, encoders.page.fde, limit, library_pages)
 
 
@@ -266,7 +284,10 @@ def _lexical_query(index: PageIndex, text: str, page_filter: PageFilter) -> Spar
 
 def _weights(index: PageIndex, channels: list[str]) -> dict[str, float]:
     s = index.settings
-    table = {"bm25": s.weight_bm25, "text": s.weight_text, "page": s.weight_page, "image": s.weight_image}
+    table = {
+        "bm25": s.weight_bm25, "text": s.weight_text, "page": s.weight_page, "image": s.weight_image,
+        "figure": s.weight_figure,
+    }  # fmt: skip
     return {name: table[name] for name in channels}
 
 

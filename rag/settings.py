@@ -95,6 +95,9 @@ class RagSettings(BaseSettings):
     weight_text: float = Field(0.7, ge=0, description="Fusion weight of the text-chunk (MiniLM) channel.")
     weight_page: float = Field(1.0, ge=0, description="Fusion weight of the page-image channel (text query).")
     weight_image: float = Field(1.0, ge=0, description="Fusion weight of the user's image (image query).")
+    weight_figure: float = Field(
+        1.0, ge=0, description="Fusion weight of the user's image against the pages' figure crops (image query)."
+    )
     query_expansion: bool = Field(
         False,
         description="Add other spellings and historical/modern names of query terms that are missing from "

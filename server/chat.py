@@ -105,10 +105,11 @@ def answer_text(result: AgentResult, citations: list[CitationOut]) -> str:
             lines.append(f"[{citation.ref or '?'}] {citation.title}, p. {page}{section}{link}")
             if passage := _quoted(citation):
                 lines.append(f"> {passage}\n")
-            for figure in citation.figures:
+            for n, figure in enumerate(citation.figures, start=1):
                 name = f"Fig. {figure.number}" if figure.number else "Figure"
+                matched = " (its figure closest to your image)" if n == citation.matched_figure else ""
                 caption = f": {_shortened(figure.caption)}" if figure.caption else ""
-                lines.append(f"- [{name}]({figure.link}) on this page{caption}")
+                lines.append(f"- [{name}]({figure.link}) on this page{matched}{caption}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@ generated PDFs; the demo atlas's three figures; pages without figures have none;
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -10,11 +11,14 @@ import httpx
 import numpy as np
 import pymupdf
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from indexer.jobs import index_pdf
 from indexer.settings import IndexerSettings
+from rag.encoders import PAGE
 from rag.page_index import PageIndex
+from rag.search import SearchQuery, search_pages
+from rag.store import ChannelQuery, PageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 595, 842
@@ -173,3 +177,156 @@ def test_a_question_with_an_image_shows_the_model_the_pages_figures(tmp_path, te
         assert images == 1 + 2  # the page, then its two figures
     else:
         assert figure_lines == [] and images == 1
+
+
+# --- figure crops in the visual channel (tiny random ColQwen2: crops and degraded copies of the same
+# pictures still match, since they share their pixels) -------------------------------------------------
+
+
+def _pattern(kind: str) -> Image.Image:
+    image = Image.new("RGB", (240, 180), (245, 225, 232))
+    draw = ImageDraw.Draw(image)
+    if kind == "stripes":
+        for x in range(0, 240, 24):
+            draw.rectangle((x, 0, x + 10, 180), fill=(120, 30, 90))
+    elif kind == "checks":
+        for x in range(0, 240, 30):
+            for y in range(0, 180, 30):
+                if (x // 30 + y // 30) % 2:
+                    draw.rectangle((x, y, x + 30, y + 30), fill=(30, 60, 160))
+    else:  # scattered nuclei
+        rng = np.random.default_rng(3)
+        for x, y in rng.integers(0, 230, size=(60, 2)):
+            draw.ellipse((x, y * 0.75, x + 12, y * 0.75 + 9), fill=(90, 40, 130))
+    return image
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _degraded(image: Image.Image) -> Image.Image:
+    """A user's photo of a figure: smaller, blurred, JPEG-compressed."""
+    buffer = io.BytesIO()
+    image.resize((200, 150)).filter(ImageFilter.GaussianBlur(1)).save(buffer, format="JPEG", quality=60)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def write_patterns_pdf(path: Path) -> Path:
+    """Page 1: Fig. 1 (stripes) and Fig. 2 (checks); page 2: Fig. 3 (nuclei); pages 3-4: text only."""
+    doc = pymupdf.open()
+    first = doc.new_page(width=WIDTH, height=HEIGHT)
+    first.insert_text((60, 90), "Lichen planus shows a band of lymphocytes at the junction.", fontsize=11)
+    for rect, kind, caption in ((pymupdf.Rect(100, 120, 340, 300), "stripes", "Fig. 1. Striped pattern."),
+                                (pymupdf.Rect(100, 420, 340, 600), "checks", "Fig. 2. Checkered pattern.")):  # fmt: skip
+        first.insert_image(rect, stream=_png(_pattern(kind)))
+        first.insert_textbox(pymupdf.Rect(rect.x0, rect.y1 + 5, 450, rect.y1 + 30), caption, fontsize=9)
+    second = doc.new_page(width=WIDTH, height=HEIGHT)
+    second.insert_text((60, 90), "Tuberculosis forms caseating granulomas.", fontsize=11)
+    second.insert_image(pymupdf.Rect(150, 300, 390, 480), stream=_png(_pattern("nuclei")))
+    second.insert_textbox(pymupdf.Rect(150, 485, 450, 510), "Fig. 3. Scattered nuclei.", fontsize=9)
+    for text in ("Cirrhosis forms regenerative nodules.", "Crescents fill Bowman space."):
+        doc.new_page(width=WIDTH, height=HEIGHT).insert_text((60, 90), text, fontsize=11)
+    doc.save(path)
+    return path
+
+
+@pytest.fixture
+def visual_index(tmp_path, visual_encoders, tiny_colqwen2_path):
+    settings = IndexerSettings(
+        _env_file=None, data_dir=tmp_path / "data", page_encoder=str(tiny_colqwen2_path), ocr=False, render_dpi=72
+    )
+    index = PageIndex(settings, encoders=visual_encoders)
+    yield index
+    index.close()
+
+
+@pytest.mark.parametrize(("kind", "page", "figure"), [("stripes", 1, 1), ("checks", 1, 2), ("nuclei", 2, 1)])
+def test_an_image_query_lands_on_the_figure_it_shows(tmp_path, visual_index, kind, page, figure) -> None:
+    report = index_pdf(visual_index, write_patterns_pdf(tmp_path / "patterns.pdf"))
+    assert report.ok
+    query = SearchQuery(image=_degraded(_pattern(kind)), top_k=4)
+    hits = search_pages(visual_index, query)
+    assert (hits[0].page, hits[0].matched_figure) == (page, figure)
+    assert set(hits[0].channel_scores) == {"image", "figure"}
+    assert all(hit.matched_figure <= len(hit.figures) for hit in hits)
+    assert not any(hit.matched_figure for hit in hits if not hit.figures)
+
+    # The image against whole pages only: the page may still rank, but no figure is named.
+    pages_only = search_pages(visual_index, SearchQuery(image=query.image, channels=("image",), top_k=4))
+    assert pages_only and not any(hit.matched_figure for hit in pages_only)
+
+
+def test_figure_points_follow_their_book(tmp_path, visual_index) -> None:
+    report = index_pdf(visual_index, write_patterns_pdf(tmp_path / "patterns.pdf"))
+    tokens = visual_index.encoders.page.embed_query_images([_pattern("checks")])[0]
+    lookup = ChannelQuery(PAGE, tokens, 10)
+    every_book = PageFilter(book_ids=[report.book_id])
+    found = {(visual_index.store.get_pages([hit.page_point_id])[hit.page_point_id].page, hit.figure)
+             for hit in visual_index.store.search_figures(lookup, every_book)}  # fmt: skip
+    assert found == {(1, 1), (1, 2), (2, 1)}
+    assert visual_index.count_pages(report.book_id) == 4
+    visual_index.remove_book(report.book_id)
+    assert visual_index.store.search_figures(lookup, every_book) == []
+
+
+def test_a_cited_figure_that_matched_the_image_is_named_first(tmp_path, visual_encoders, tiny_colqwen2_path) -> None:
+    from tests.test_server import USER, server_settings, start_server
+
+    settings = server_settings(tmp_path / "data", page_encoder=str(tiny_colqwen2_path))
+    index = PageIndex(settings, encoders=visual_encoders)
+    report = index_pdf(index, write_patterns_pdf(tmp_path / "patterns.pdf"))
+    photo = io.BytesIO()
+    _degraded(_pattern("checks")).save(photo, format="PNG")
+    url, stop = start_server(settings, index)
+    try:
+        body = httpx.post(url + "/v1/ask", headers=USER, timeout=120, data={"question": "What pattern is this?"},
+                          files={"images": ("photo.png", photo.getvalue(), "image/png")}).json()  # fmt: skip
+        cited = body["citations"][0]
+        assert (cited["book_id"], cited["page"], cited["matched_figure"]) == (report.book_id, 1, 2)
+        assert [f["number"] for f in cited["figures"]] == ["1", "2"]
+
+        image = "data:image/png;base64," + base64.b64encode(photo.getvalue()).decode()
+        chat = httpx.post(url + "/v1/chat/completions", headers=USER, timeout=120, json={"model": "pathorag", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "What pattern is this?"},
+                                         {"type": "image_url", "image_url": {"url": image}}]}]}).json()  # fmt: skip
+        lines = chat["choices"][0]["message"]["content"].splitlines()
+        first_page = lines[next(n for n, line in enumerate(lines) if ", p. 1 " in line or line.endswith(", p. 1")):]
+        figure_lines = [line for line in first_page if line.startswith("- [Fig. ")][:2]
+        assert figure_lines[0].startswith("- [Fig. 1](") and "closest" not in figure_lines[0]
+        assert figure_lines[1].startswith("- [Fig. 2](")
+        assert figure_lines[1].endswith("on this page (its figure closest to your image): Fig. 2. Checkered pattern.")
+    finally:
+        stop()
+        index.close()
+
+
+def test_the_model_sees_the_figure_that_matched_the_image_first(tmp_path, visual_encoders, tiny_colqwen2_path, vlm) -> None:
+    from agent import Agent
+    from server.settings import ServerSettings
+    from tests.test_agent import answer, inspection, plan
+
+    settings = ServerSettings(
+        _env_file=None, data_dir=tmp_path / "data", page_encoder=str(tiny_colqwen2_path), ocr=False, render_dpi=72,
+        vlm_base_url=vlm.base_url, vlm_model=vlm.model, agent_pages_per_call=1, agent_max_turns=1,
+    )
+    index = PageIndex(settings, encoders=visual_encoders)
+    assert index_pdf(index, write_patterns_pdf(tmp_path / "patterns.pdf")).ok
+    plan_with_image = plan("lichen planus band of lymphocytes")
+    plan_with_image["queries"][0]["use_image"] = True
+    vlm.script(plan_with_image, inspection(), answer(text="A checkered pattern."))
+    agent = Agent(settings, index)
+    try:
+        result = agent.run("Which figure shows this pattern?", images=[_degraded(_pattern("checks"))])
+    finally:
+        agent.close()
+        index.close()
+    assert (result.citations[0].page, result.citations[0].matched_figure) == (1, 2)
+    parts = vlm.requests[1]["messages"][-1]["content"]  # the inspect request
+    figure_lines = [part["text"] for part in parts if part["type"] == "text" and ", cropped" in part["text"]]
+    assert figure_lines == [
+        "Fig. 2 of [P1], cropped (of the page's figures, the closest to the question's image): Fig. 2. Checkered pattern.",
+        "Fig. 1 of [P1], cropped: Fig. 1. Striped pattern.",
+    ]

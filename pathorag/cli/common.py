@@ -135,6 +135,7 @@ def evidence_lines(citation, max_chars: int = 240) -> list[str]:
     if citation.passage:
         passage = " ".join(citation.passage.split())
         lines.append(f"“{passage if len(passage) <= max_chars else passage[:max_chars].rsplit(' ', 1)[0] + ' ...'}”")
-    for figure in citation.figures:
-        lines.append(f"figure: {figure.caption}" if figure.caption else "figure (no caption)")
+    for n, figure in enumerate(citation.figures, start=1):
+        matched = " (its figure closest to your image)" if n == citation.matched_figure else ""
+        lines.append(f"figure{matched}: {figure.caption}" if figure.caption else f"figure{matched} (no caption)")
     return lines

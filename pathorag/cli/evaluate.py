@@ -17,7 +17,7 @@ def eval_command(
     questions: Annotated[list[Path], typer.Argument(help="Question files (JSON lines); add a control file such as out_of_corpus_mcq.jsonl.")],
     book_dir: Annotated[Optional[Path], typer.Option("--book-dir", help="Folder of the PDFs the items name (default: each questions file's folder).")] = None,
     mode: Annotated[str, typer.Option(help="retrieval (page recall, MRR, nDCG) or answer (MCQ accuracy of the agent).")] = "retrieval",
-    channels: Annotated[Optional[list[str]], typer.Option("--channels", help="Only these channels (repeatable): bm25, text, page, image.")] = None,
+    channels: Annotated[Optional[list[str]], typer.Option("--channels", help="Only these channels (repeatable): bm25, text, page, image, figure.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=200, help="Pages retrieved per question (at least 10 are).")] = 10,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
     page_map: Annotated[Optional[Path], typer.Option("--page-map", help="NAME.page_map.json: re-target items of another PDF of the same book through orig_page.")] = None,

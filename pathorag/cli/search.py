@@ -17,7 +17,7 @@ def search(
     book: Annotated[Optional[list[str]], typer.Option(help="Only this book (repeatable).")] = None,
     organ: Annotated[Optional[list[str]], typer.Option(help="Only this organ system (repeatable).")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=200, help="Pages to return.")] = None,
-    channel: Annotated[Optional[list[str]], typer.Option(help="Use only this channel (repeatable): bm25, text, page, image.")] = None,
+    channel: Annotated[Optional[list[str]], typer.Option(help="Use only this channel (repeatable): bm25, text, page, image, figure.")] = None,
     all_pages: Annotated[bool, typer.Option("--all-pages", help="Search front matter, contents and index pages too (left out by default).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -50,9 +50,11 @@ class Encoders:
             VectorSpec(TEXT, "multi", self.text.info.dim),
             VectorSpec(BM25, "sparse"),
         ]
-        if self.page is not None:
-            specs += page_vector_specs(self.page.info.dim)
-        return specs
+        return specs + self.figure_vector_specs()
+
+    def figure_vector_specs(self) -> list[VectorSpec]:
+        """The figures collection's vectors: figure crops are encoded as pages are (none without a page encoder)."""
+        return page_vector_specs(self.page.info.dim) if self.page is not None else []
 
 
 def load_encoders(settings: RagSettings) -> Encoders:

@@ -469,23 +469,26 @@ function renderCitations(citations) {
       onclick: () => openPage(c, button) },
       el("span", { class: "thumb" }, markedPage(img, c.boxes)),
       el("span", { class: "cap" }, el("strong", {}, (c.ref ? `[${c.ref}] ` : "") + citationLabel(c)), c.section ? el("br") : null, c.section || ""),
-      (c.figures || []).length ? el("span", { class: "cap figure-names" }, c.figures.map(figureName).join(", ")) : null);
+      (c.figures || []).length ? el("span", { class: "cap figure-names" }, c.figures.map((f, i) => figureName(f, i + 1 === c.matched_figure)).join(", ")) : null);
     box.append(button);
     blobUrl(c.image_url + "?size=thumb").then((url) => { img.src = url; }).catch(() => { img.alt = "Thumbnail unavailable"; });
   }
 }
 
-function figureName(f) {
-  return f.number ? `Fig. ${f.number}` : "Figure";
+function figureName(f, matched) {
+  return (f.number ? `Fig. ${f.number}` : "Figure") + (matched ? " (closest to your image)" : "");
 }
 
-// The cited page's figures beside it: each crop with its caption.
-function renderPageFigures(figures) {
+// The cited page's figures beside it: each crop with its caption; the one that matched the question's
+// image (1-based `matched`) marked and first.
+function renderPageFigures(figures, matched) {
   const box = $("page-figures");
-  box.replaceChildren(...figures.map((f) => {
+  const shown = figures.map((f, i) => ({ f, matched: i + 1 === matched })).sort((a, b) => b.matched - a.matched);
+  box.replaceChildren(...shown.map(({ f, matched }) => {
     const img = el("img", { alt: `${figureName(f)} (loading)` });
     blobUrl(f.image_url).then((url) => { img.src = url; img.alt = f.caption || figureName(f); }).catch(() => { img.alt = "Figure unavailable"; });
-    return el("figure", { class: "page-figure" }, img, el("figcaption", {}, f.caption || figureName(f)));
+    const caption = (matched ? "Closest to your image. " : "") + (f.caption || figureName(f));
+    return el("figure", { class: matched ? "page-figure matched" : "page-figure" }, img, el("figcaption", {}, caption));
   }));
   box.hidden = !figures.length;
 }
@@ -496,7 +499,7 @@ async function openPage(c, opener) {
   $("page-dialog-title").textContent = citationLabel(c);
   $("page-dialog-meta").textContent = [c.section && `Section: ${c.section}`, `PDF page ${c.page}`, c.passage && `“${c.passage}”`].filter(Boolean).join(" · ");
   $("page-full").replaceChildren(markedPage(img, c.boxes));
-  renderPageFigures(c.figures || []);
+  renderPageFigures(c.figures || [], c.matched_figure);
   dialog.returnFocusTo = opener;
   dialog.showModal();
   $("page-dialog-close").focus();
