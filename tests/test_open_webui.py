@@ -1,8 +1,10 @@
 """Open WebUI (the real chat front end, its own venv) in front of pathorag's OpenAI-compatible API.
 
 Open WebUI's backend runs on one loopback port with its OpenAI connection pointed at a pathorag server on
-another; the test talks to Open WebUI's own HTTP API only: it lists the models (pathorag's must appear)
-and sends a streamed chat completion, which must come back with pathorag's progress and cited answer.
+another. One test talks to Open WebUI's own HTTP API: it lists the models (pathorag's must appear) and
+sends a streamed chat completion, which must come back with pathorag's progress and cited answer. The
+other asks in Open WebUI's own page (headless Chromium) as a reader would, and checks what it renders:
+the sources, their quoted passages and links that open the cited pages without an API key.
 Skips when the venv of `scripts/setup_open_webui.sh` is missing (`PATHORAG_OPEN_WEBUI_PYTHON` overrides it).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import browser as browser_support
 from tests.test_server import live_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -137,3 +140,30 @@ def test_open_webui_lists_our_model_and_streams_a_cited_answer(open_webui):
     assert "Sources:" in content and "[P1] Essentials of Pathology, p. 102" in content, content
     # The cited pages also as OpenAI url_citation annotations, which Open WebUI turns into its own source list.
     assert sources and sources[0]["title"] == "[P1] Essentials of Pathology, p. 102" and "signature=" in sources[0]["url"]
+
+
+def test_a_reader_sees_quoted_sources_that_open_their_pages_in_open_webuis_page(open_webui):
+    question = "Which cells are characteristic of Hodgkin lymphoma?"
+    with browser_support.chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.set_default_timeout(120_000)
+        page.goto(open_webui, wait_until="load")
+        page.wait_for_selector("#chat-input")
+        page.get_by_role("button", name="Okay, Let's Go!").click()  # the release notes shown on a first visit
+        page.click("#chat-input")
+        page.keyboard.type(question)
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.body.innerText.includes('[P5]')")
+        page.wait_for_selector("text=5 Sources")  # Open WebUI's own source list, from the url_citation annotations
+        artifacts = browser_support.ARTIFACTS / "open-webui"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artifacts / "01-cited-answer.png"), full_page=True)
+        links = [a.get_attribute("href") for a in page.query_selector_all("a") if a.inner_text() == "open page"]
+        quotes = page.query_selector_all("blockquote")
+        first_quote, first_quote_bold = quotes[0].inner_text(), [b.inner_text() for b in quotes[0].query_selector_all("strong")]
+    assert len(links) == len(quotes) == 5
+    assert "Reed-Sternberg cells are large binucleate cells" in first_quote
+    assert "lymphoma" in " ".join(first_quote_bold).lower()  # the question's words, marked
+    page_image = httpx.get(links[0], timeout=30)  # the reader's click: no API key, the signed link alone
+    assert page_image.status_code == 200 and page_image.headers["content-type"] == "image/webp"
+    assert "highlight=" in links[0] and httpx.get(links[0].replace("highlight=", "highlight=1,"), timeout=30).status_code == 403

@@ -7,7 +7,6 @@ Screenshots of the main states go to test-artifacts/web/ (gitignored).
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import httpx
@@ -16,23 +15,17 @@ import pytest
 from PIL import Image
 
 from indexer.jobs import BookMeta, index_pdf
+from tests import browser as browser_support
 from rag.page_index import PageIndex
 from tests.conftest import write_pathology_book
 from tests.test_server import server_settings, start_server
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+ARTIFACTS = browser_support.ARTIFACTS / "web"
 SLOW_MS = 120_000
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the web page tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
+sync_api = browser_support.playwright_api()
 expect = sync_api.expect
 
 
@@ -51,14 +44,8 @@ def web_server(tmp_path_factory, text_only_encoders):
 
 @pytest.fixture(scope="module")
 def browser():
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        except sync_api.Error as error:  # e.g. a chromium that cannot start in this container
-            pytest.skip(f"headless Chromium did not start: {error}")
+    with browser_support.chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
