@@ -162,12 +162,14 @@ MARKS_MATCH_BOXES = """(selector) => {
 }"""
 
 
-def ask_with_key(page, url: str, question: str) -> None:
-    """Open the page, enter the user key, ask `question` and wait for the answer."""
+def ask_with_key(page, url: str, question: str, images: list[Path] = ()) -> None:
+    """Open the page, enter the user key, ask `question` (with `images`) and wait for the answer."""
     page.goto(url + "/")
     enter_key(page, "user-key")
     expect(page.locator("#key-status")).to_contain_text("Key accepted")
     page.get_by_label("Question", exact=True).fill(question)
+    if images:
+        page.locator("#images").set_input_files([str(image) for image in images])
     page.get_by_role("button", name="Ask", exact=True).click()
     expect(page.locator("#answer-box")).to_be_visible(timeout=SLOW_MS)
 
@@ -308,6 +310,31 @@ def test_a_cited_figure_is_shown_beside_its_page(tmp_path, text_only_encoders, p
         assert green > 120 and red < 80 and blue < 100  # the green picture, cropped from the page
         expect(page.locator("#page-figures figure")).to_have_count(2)
         shot(page, "06-cited-figure")
+    finally:
+        stop()
+        index.close()
+
+
+def test_the_figure_that_matched_the_image_is_named_and_shown_first(tmp_path, visual_encoders, tiny_colqwen2_path, page):
+    from tests.test_figures import _degraded, _pattern, write_patterns_pdf
+
+    settings = server_settings(tmp_path / "data", page_encoder=str(tiny_colqwen2_path))
+    index = PageIndex(settings, encoders=visual_encoders)
+    assert index_pdf(index, write_patterns_pdf(tmp_path / "patterns.pdf")).ok
+    photo = tmp_path / "photo.png"
+    _degraded(_pattern("checks")).save(photo)
+    url, stop = start_server(settings, index)
+    try:
+        ask_with_key(page, url, "What pattern is this?", [photo])
+        card = page.locator("#citations button.citation").first
+        expect(card).to_contain_text("Fig. 1, Fig. 2 (closest to your image)")
+        card.click()
+        figures = page.locator("#page-figures figure")
+        expect(figures).to_have_count(2)
+        expect(figures.first).to_have_class("page-figure matched")
+        expect(figures.first.locator("figcaption")).to_have_text("Closest to your image. Fig. 2. Checkered pattern.")
+        expect(figures.nth(1).locator("figcaption")).to_have_text("Fig. 1. Striped pattern.")
+        shot(page, "07-matched-figure")
     finally:
         stop()
         index.close()
