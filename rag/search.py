@@ -125,7 +125,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
         limit = _channel_limit(settings, name, top_k)
         lookup = _channel_query(index, query, embedded, name, limit, page_filter, library_pages)
         if name == "figure":
-            rankings[name], matched_figures = pages_by_their_figures(index.store.search_figures(lookup, page_filter), limit)
+            rankings[name], matched_figures = _pages_by_their_figures(index.store.search_figures(lookup, page_filter), limit)
         else:
             rankings[name] = index.store.search(lookup, page_filter)
     fused = fuse(rankings, _weights(index, channels), settings.fusion, settings.rrf_k)[:top_k]
@@ -156,7 +156,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
     return hits
 
 
-def pages_by_their_figures(figures: list[ScoredFigure], limit: int) -> tuple[list[ScoredId], dict[str, int]]:
+def _pages_by_their_figures(figures: list[ScoredFigure], limit: int) -> tuple[list[ScoredId], dict[str, int]]:
     """The pages of a figure ranking, each scored as its best figure, and that figure's number."""
     pages: dict[str, ScoredFigure] = {}
     for figure in figures:  # best first: a page's first figure here is its best
