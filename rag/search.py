@@ -338,6 +338,8 @@ def _channel_values(rankings: dict[str, list[ScoredId]], point_id: str, value) -
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
+_SENTENCE_END = re.compile(r"[.;:!?][\"')\]]*$")
+HEADING_WORDS = 12  # a line of at most this many words that ends no sentence is a heading
 _STOP = frozenset(
     "the and for are was were with that this which what when where who whom how why does did from into "
     "than then they them their there these those have has had not but its his her book page text".split()
@@ -349,19 +351,22 @@ def _query_terms(text: str) -> set[str]:
 
 
 def make_snippet(page_text: str, query_text: str, max_chars: int = SNIPPET_CHARS) -> str:
-    """The passage of the page that shares most words with the query, matched words in **bold**."""
+    """The passage of the page that shares most words with the query, matched words in **bold**: its
+    best sentence (its heading's words counting with it) and the ones after it up to `max_chars`,
+    within one run of text between headings."""
     terms = _query_terms(query_text)
-    sentences = [s for s in re.split(r"(?<=[.;:!?])\s+", " ".join(page_text.split())) if s]
+    runs = _sentence_runs(page_text)
+    sentences = [(run, heading, sentence) for run, (heading, run_sentences) in enumerate(runs) for sentence in run_sentences]
     if not sentences:
         return ""
 
-    def matches(sentence: str) -> int:
-        return len({w.lower()[:6] for w in _WORD.findall(sentence)} & terms)
+    def matches(heading: str, sentence: str) -> int:
+        return len({w.lower()[:6] for w in _WORD.findall(f"{heading} {sentence}")} & terms)
 
-    best = max(range(len(sentences)), key=lambda i: (matches(sentences[i]), -i)) if terms else 0
-    passage = sentences[best]
-    for follower in sentences[best + 1 :]:
-        if len(passage) + len(follower) + 1 > max_chars:
+    best = max(range(len(sentences)), key=lambda i: (matches(*sentences[i][1:]), -i)) if terms else 0
+    run, _, passage = sentences[best]
+    for follower_run, _, follower in sentences[best + 1 :]:
+        if follower_run != run or len(passage) + len(follower) + 1 > max_chars:
             break
         passage += " " + follower
     if len(passage) > max_chars:
@@ -369,6 +374,21 @@ def make_snippet(page_text: str, query_text: str, max_chars: int = SNIPPET_CHARS
     if not terms:
         return passage
     return _WORD.sub(lambda m: f"**{m.group(0)}**" if m.group(0).lower()[:6] in terms else m.group(0), passage)
+
+
+def _sentence_runs(page_text: str) -> list[tuple[str, list[str]]]:
+    """The page's sentences in runs between headings, each with the heading before it. The text has one
+    block a line; a short line that ends no sentence (a heading, a running header) starts a run and is
+    no sentence of it, unless the page has nothing else."""
+    blocks = [" ".join(line.split()) for line in page_text.split("\n") if line.strip()]
+    runs: list[tuple[str, list[str]]] = [("", [])]
+    for block in blocks:
+        if len(block.split()) <= HEADING_WORDS and not _SENTENCE_END.search(block):
+            runs.append((block, []))
+        else:
+            runs[-1][1].extend(s for s in re.split(r"(?<=[.;:!?])\s+", block) if s)
+    runs = [run for run in runs if run[1]]
+    return runs or [("", [block]) for block in blocks]
 
 
 def snippet_text(snippet: str) -> str:

@@ -163,7 +163,7 @@ def test_a_reader_sees_quoted_sources_that_open_their_pages_in_open_webuis_page(
         first_quote, first_quote_bold = quotes[0].inner_text(), [b.inner_text() for b in quotes[0].query_selector_all("strong")]
     assert len(links) == len(quotes) == 5
     assert "Reed-Sternberg cells are large binucleate cells" in first_quote
-    assert "lymphoma" in " ".join(first_quote_bold).lower()  # the question's words, marked
+    assert "cells" in first_quote_bold  # the question's words, marked
     page_image = httpx.get(links[0], timeout=30)  # the reader's click: no API key, the signed link alone
     assert page_image.status_code == 200 and page_image.headers["content-type"] == "image/webp"
     assert "highlight=" in links[0] and httpx.get(links[0].replace("highlight=", "highlight=1,"), timeout=30).status_code == 403

@@ -13,7 +13,17 @@ from indexer.jobs import BookMeta, index_pdf
 from indexer.settings import IndexerSettings
 from rag.encoders import PAGE, PAGE_CENTROIDS, PAGE_FDE
 from rag.page_index import PageIndex
-from rag.search import SearchError, SearchQuery, fuse, peakedness, search_many, search_pages, visual_query
+from rag.search import (
+    SearchError,
+    SearchQuery,
+    fuse,
+    make_snippet,
+    peakedness,
+    search_many,
+    search_pages,
+    snippet_text,
+    visual_query,
+)
 from rag.store import ChannelQuery, PageFilter, ScoredId
 from tests import pdf_factory
 from tests.conftest import PATHOLOGY_FIRST_LABEL, PATHOLOGY_PAGES, write_pathology_book
@@ -428,3 +438,19 @@ def test_queries_searched_together_match_one_by_one(visual_library: Library, mon
         assert [h.score for h in result.hits] == pytest.approx([h.score for h in alone], rel=1e-3)
         assert result.error == "" and result.seconds > 0
     assert results[4].hits == [] and "unknown book id(s): no-such-book" in results[4].error
+
+
+def test_a_snippet_is_sentences_of_one_section_not_its_heading_or_running_header() -> None:
+    text = (
+        "Manual of Pathology — p. 61 — IV SUPPURATION\n"
+        "is comparable to poisoning by any other alkaloid.\n"
+        "Hodgkin lymphoma\n"
+        "Reed-Sternberg cells are large binucleate cells. They express CD15 and CD30.\n"
+        "Caseous necrosis\n"
+        "Caseous necrosis is a cheese-like necrosis of tuberculosis."
+    )
+    snippet = make_snippet(text, "Which cells are characteristic of Hodgkin lymphoma?")
+    # the heading's words choose the section; the passage is its sentences, up to the next heading
+    assert snippet_text(snippet) == "Reed-Sternberg cells are large binucleate cells. They express CD15 and CD30."
+    assert snippet_text(make_snippet(text, "poisoning by an alkaloid")) == "is comparable to poisoning by any other alkaloid."
+    assert snippet_text(make_snippet("PLATE IV\nLiver fluke", "liver")) == "Liver fluke"  # nothing but headings: those
