@@ -85,7 +85,7 @@ class SearchResult:
     seconds: float = 0.0  # the query's own lookups (the shared embedding call excluded)
 
 
-Embedded = dict[str, np.ndarray]  # channel -> the query text's vector(s), computed ahead
+Embedded = dict[str, np.ndarray]  # channel (or "image") -> the query's vector(s), computed ahead
 
 
 def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
@@ -96,7 +96,7 @@ def search_pages(index: PageIndex, query: SearchQuery) -> list[PageHit]:
 def search_many(index: PageIndex, queries: Sequence[SearchQuery], workers: int = 1) -> list[SearchResult]:
     """The results of several queries, in order; a query that cannot be served gets its error."""
     books = index.books()
-    embedded = _embed_texts(index, queries)
+    embedded = _embed_ahead(index, queries)
 
     def run(position: int) -> SearchResult:
         started = time.monotonic()
@@ -118,7 +118,7 @@ def _search(index: PageIndex, query: SearchQuery, embedded: Embedded, books: lis
     if page_filter is None:
         return []
     library_pages = sum(book.page_count for book in books if book.complete)
-    if query.image is not None and set(channels) & set(IMAGE_CHANNELS):
+    if query.image is not None and set(channels) & set(IMAGE_CHANNELS) and "image" not in embedded:
         embedded = embedded | {"image": index.encoders.page.embed_query_images([query.image])[0]}
     rankings, matched_figures = {}, {}
     for name in channels:
@@ -198,10 +198,17 @@ def _channels(index: PageIndex, query: SearchQuery) -> list[str]:
     return usable
 
 
-def _embed_texts(index: PageIndex, queries: Sequence[SearchQuery]) -> list[Embedded]:
+def _embed_ahead(index: PageIndex, queries: Sequence[SearchQuery]) -> list[Embedded]:
     """The texts of several queries embedded in one encoder call per channel, which costs far less
-    than one call per query."""
+    than one call per query, and their images in one page-encoder call, each distinct image once (an
+    agent's round sends the question's image with several queries)."""
     embedded: list[Embedded] = [{} for _ in queries]
+    with_image = [n for n, q in enumerate(queries) if q.image is not None and (q.channels is None or set(q.channels) & set(IMAGE_CHANNELS))]
+    if index.encoders.page is not None and with_image:
+        images = list({id(queries[n].image): queries[n].image for n in with_image}.values())
+        by_image = dict(zip(map(id, images), index.encoders.page.embed_query_images(images)))
+        for n in with_image:
+            embedded[n]["image"] = by_image[id(queries[n].image)]
     encoders = {"text": index.encoders.text, "page": index.encoders.page}
     for channel, encoder in encoders.items():
         wanted = [n for n, q in enumerate(queries) if q.text.strip() and (q.channels is None or channel in q.channels)]

@@ -440,6 +440,20 @@ def test_queries_searched_together_match_one_by_one(visual_library: Library, mon
     assert results[4].hits == [] and "unknown book id(s): no-such-book" in results[4].error
 
 
+def test_a_rounds_shared_image_is_embedded_once(visual_library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = visual_library.index
+    calls: list[int] = []
+    original = index.encoders.page.embed_query_images
+    monkeypatch.setattr(index.encoders.page, "embed_query_images", lambda images: calls.append(len(images)) or original(images))
+    image, other = histology_picture(), histology_picture().rotate(90)
+    queries = [SearchQuery(text=text, image=image, top_k=5) for text in ("Reed-Sternberg cells", "caseating granuloma")]
+    queries += [SearchQuery(image=other, top_k=5), SearchQuery(text="crescents", image=image, channels=("bm25",))]
+    results = search_many(index, queries)
+    assert calls == [2]  # one call, each distinct image once; the bm25-only query's image is not embedded
+    alone = search_pages(index, SearchQuery(text="Reed-Sternberg cells", image=image, top_k=5))
+    assert [(h.book_id, h.page) for h in results[0].hits] == [(h.book_id, h.page) for h in alone]
+
+
 def test_a_snippet_is_sentences_of_one_section_not_its_heading_or_running_header() -> None:
     text = (
         "Manual of Pathology — p. 61 — IV SUPPURATION\n"

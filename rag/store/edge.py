@@ -23,6 +23,7 @@ from rag.disk import free_mib
 from rag.models import BookRecord, FigurePoint, PagePoint, PageRecord, SparseVector
 from rag.store.base import ChannelQuery, PageFilter, ScoredFigure, ScoredId, StoreError, VectorSpec
 from rag.store.points import (
+    FIGURE_HIT_FIELDS,
     CatalogRecords,
     catalog_id,
     dense_vectors,
@@ -30,6 +31,7 @@ from rag.store.points import (
     filter_terms,
     non_empty_sparse,
     query_list,
+    scored_figure,
 )
 
 _INDEXED_FIELDS = ("book_id", "organ_systems", "page_kind")
@@ -148,8 +150,8 @@ class EdgeStore(CatalogRecords):
         self._check_open()
         if self._figures is None:
             return []
-        hits = self._figures.query(_query_request(query, page_filter, with_payload=["page_point_id", "figure"]))
-        return [ScoredFigure(hit.payload["page_point_id"], int(hit.payload["figure"]), float(hit.score)) for hit in hits]
+        hits = self._figures.query(_query_request(query, page_filter, with_payload=FIGURE_HIT_FIELDS))
+        return [scored_figure(hit.payload, hit.score) for hit in hits]
 
     def get_pages(self, point_ids: list[str]) -> dict[str, PageRecord]:
         shard = self._open_pages()
@@ -345,9 +347,7 @@ def _upsert(shard: qe.EdgeShard, points: list[qe.Point], what: str) -> None:
 
 
 def _edge_point(point: PagePoint | FigurePoint) -> qe.Point:
-    vector = dense_vectors(point)
-    if isinstance(point, PagePoint):
-        vector |= {name: _edge_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
+    vector = dense_vectors(point) | {name: _edge_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qe.Point(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rag.models import BookRecord, FigurePoint, PagePoint, SparseVector
-from rag.store.base import ChannelQuery, PageFilter, StoreError
+from rag.store.base import ChannelQuery, PageFilter, ScoredFigure, StoreError
 
 _CATALOG_NAMESPACE = uuid.UUID("5b0d7a53-8f6e-4c3e-9a51-6f1f3f6c2a10")
 
@@ -52,8 +52,19 @@ def figure_points(points: list[PagePoint]) -> list[FigurePoint]:
     return [figure for point in points for figure in point.figures]
 
 
-def non_empty_sparse(point: PagePoint) -> dict[str, SparseVector]:
+def non_empty_sparse(point: PagePoint | FigurePoint) -> dict[str, SparseVector]:
+    """The point's sparse vectors that have terms (a figure point has none)."""
+    if isinstance(point, FigurePoint):
+        return {}
     return {name: sparse for name, sparse in point.sparse.items() if sparse.indices}
+
+
+FIGURE_HIT_FIELDS = ["page_point_id", "figure"]  # the payload a figure search returns
+
+
+def scored_figure(payload: dict[str, Any], score: float) -> ScoredFigure:
+    """A figure hit from its FIGURE_HIT_FIELDS payload."""
+    return ScoredFigure(payload["page_point_id"], int(payload["figure"]), float(score))
 
 
 def filter_terms(page_filter: PageFilter) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:

@@ -21,6 +21,7 @@ from rag.models import BookRecord, FigurePoint, PagePoint, PageRecord, SparseVec
 from rag.settings import RagSettings
 from rag.store.base import ChannelQuery, PageFilter, ScoredFigure, ScoredId, StoreError, VectorSpec
 from rag.store.points import (
+    FIGURE_HIT_FIELDS,
     CatalogRecords,
     catalog_id,
     dense_vectors,
@@ -28,6 +29,7 @@ from rag.store.points import (
     filter_terms,
     non_empty_sparse,
     query_list,
+    scored_figure,
 )
 
 _INDEXED_FIELDS = ("organ_systems", "page_kind")  # and book_id, the tenant field
@@ -166,8 +168,8 @@ class ServerStore(CatalogRecords):
         return [ScoredId(point_id=str(hit.id), score=float(hit.score)) for hit in hits]
 
     def search_figures(self, query: ChannelQuery, page_filter: PageFilter) -> list[ScoredFigure]:
-        hits = self._query(self._figures, query, page_filter, with_payload=["page_point_id", "figure"])
-        return [ScoredFigure(hit.payload["page_point_id"], int(hit.payload["figure"]), float(hit.score)) for hit in hits]
+        hits = self._query(self._figures, query, page_filter, with_payload=FIGURE_HIT_FIELDS)
+        return [scored_figure(hit.payload, hit.score) for hit in hits]
 
     def _query(
         self, collection: str, query: ChannelQuery, page_filter: PageFilter, with_payload: bool | list[str]
@@ -308,9 +310,7 @@ def _sparse_signature(params: qm.SparseVectorParams) -> _Signature:
 
 
 def _point_struct(point: PagePoint | FigurePoint) -> qm.PointStruct:
-    vector = dense_vectors(point)
-    if isinstance(point, PagePoint):
-        vector |= {name: _qdrant_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
+    vector = dense_vectors(point) | {name: _qdrant_sparse(sparse) for name, sparse in non_empty_sparse(point).items()}
     return qm.PointStruct(id=point.point_id, vector=vector, payload=point.record.model_dump(mode="json"))
 
 
