@@ -40,8 +40,11 @@ def find_figures(
     """The page's figures, top to bottom: `picture_boxes` are where its images are shown, `captions` its
     caption blocks (text, box); drawings are clustered from the page itself."""
     area = abs(page.rect)
-    pictures = [box for box in picture_boxes if _figure_sized(box, page.rect) and abs(box) < _SCAN_AREA * area]
-    drawings = [pymupdf.Rect(box) for box in page.cluster_drawings() if _figure_sized(pymupdf.Rect(box), page.rect)]
+    # Only what is on the page counts: a PDF may place an image partly or wholly outside it.
+    shown = [pymupdf.Rect(box) & page.rect for box in picture_boxes]
+    pictures = [box for box in shown if _figure_sized(box, page.rect) and abs(box) < _SCAN_AREA * area]
+    drawings = [pymupdf.Rect(box) & page.rect for box in page.cluster_drawings()]
+    drawings = [box for box in drawings if _figure_sized(box, page.rect)]
     regions = _merged(pictures + drawings)
     figures, used, fractions = [], set(), page_fractions(page)
     for caption, index in _pairs(regions, [box for _, box in captions], page.rect.height * _CAPTION_REACH):

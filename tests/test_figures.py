@@ -93,6 +93,23 @@ def test_figures_with_their_captions_boxes_and_crops(tmp_path, index) -> None:
     assert np.allclose(uncaptioned.figures[0].box, _fractions(BIG_PHOTO), atol=0.01)
 
 
+def test_pictures_placed_off_the_page_count_only_where_they_are_shown(tmp_path, index) -> None:
+    # A real textbook (the bacteriology PDF, page 100) places an image wholly right of its page.
+    doc = pymupdf.open()
+    page = doc.new_page(width=WIDTH, height=HEIGHT)
+    page.insert_text((60, 100), "Colonies of staphylococci on agar.", fontsize=11)
+    _picture(page, pymupdf.Rect(WIDTH + 2, 53, WIDTH + 170, 188), (200, 0, 0))  # off the page
+    _picture(page, pymupdf.Rect(WIDTH - 200, 300, WIDTH + 200, 500), (20, 160, 60))  # half off it
+    page.insert_textbox(pymupdf.Rect(WIDTH - 200, 505, WIDTH - 10, 530), "Fig. 3. Colonies.", fontsize=9, fontname="heit")
+    doc.save(tmp_path / "off_page.pdf")
+
+    report = index_pdf(index, tmp_path / "off_page.pdf")
+    assert report.ok, report
+    (figure,) = index.page(report.book_id, 1).figures
+    assert figure.number == "3"
+    assert np.allclose(figure.box, _fractions(pymupdf.Rect(WIDTH - 200, 300, WIDTH, 500)), atol=0.01), figure.box
+
+
 def test_the_demo_atlas_figures_are_found_with_their_captions(tmp_path, index) -> None:
     report = index_pdf(index, ROOT / "corpora" / "demo_atlas.pdf")
     assert report.ok
