@@ -112,7 +112,7 @@ def _page_vectors(page: int) -> tuple[PageVectors, float]:
 # --- shards and strategies ---------------------------------------------------------------------
 
 _NO_HNSW = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
-F16, T8 = qe.VectorStorageDatatype.Float16, qe.VectorStorageDatatype.Turbo8
+F16, T8, T4 = qe.VectorStorageDatatype.Float16, qe.VectorStorageDatatype.Turbo8, qe.VectorStorageDatatype.Turbo4
 
 
 def _multi(datatype: qe.VectorStorageDatatype | None) -> qe.EdgeVectorParams:
@@ -149,6 +149,8 @@ def shard_layouts(fde_dim: int) -> dict[str, dict[str, tuple[str, qe.EdgeVectorP
             "cent_t8": ("cent", _multi(T8)),
             "fde_t8": ("fde", _dense(fde_dim, qe.Distance.Dot, T8)),
         },
+        # The shipped layout's stages with the page tokens in 4-bit TurboQuant (half of turbo8).
+        "t4": {"full": ("full", _multi(T4)), "cent": cent, "fde_t8": ("fde", _dense(fde_dim, qe.Distance.Dot, T8))},
     }
 
 
@@ -181,6 +183,13 @@ STRATEGIES = [
     *(
         Strategy(f"all turbo8: fde {fde} -> cent32 {cent} -> full", "t8", "full", (("fde_t8", fde), ("cent_t8", cent)))
         for fde, cent in ((1000, 100), (1000, 150), (2000, 100), (2000, 150), (2000, 200))
+    ),
+    # Page tokens in turbo8 against turbo4 behind the shipped stages (FDE turbo8, centroids float16).
+    Strategy("exact MaxSim, turbo4", "t4", "full", exact_only_subset=True),
+    *(
+        Strategy(f"fde_t8 {fde} -> cent {cent} -> full {name}", shard, "full", (("fde_t8", fde), ("cent", cent)))
+        for fde, cent in ((1000, 50), (2000, 100))
+        for name, shard in (("turbo8", "t8"), ("turbo4", "t4"))
     ),
 ]
 
