@@ -40,10 +40,12 @@ def find_figures(
     """The page's figures, top to bottom: `picture_boxes` are where its images are shown, `captions` its
     caption blocks (text, box); drawings are clustered from the page itself."""
     area = abs(page.rect)
-    # Only what is on the page counts: a PDF may place an image partly or wholly outside it.
-    shown = [pymupdf.Rect(box) & page.rect for box in picture_boxes]
+    # Only what is on the page counts: a PDF may place an image partly or wholly outside it. The boxes
+    # are in points of the unrotated page, so they are clipped to that.
+    unrotated = page.rect * page.derotation_matrix
+    shown = [pymupdf.Rect(box) & unrotated for box in picture_boxes]
     pictures = [box for box in shown if _figure_sized(box, page.rect) and abs(box) < _SCAN_AREA * area]
-    drawings = [pymupdf.Rect(box) & page.rect for box in page.cluster_drawings()]
+    drawings = [pymupdf.Rect(box) & unrotated for box in page.cluster_drawings()]
     drawings = [box for box in drawings if _figure_sized(box, page.rect)]
     regions = _merged(pictures + drawings)
     figures, used, fractions = [], set(), page_fractions(page)

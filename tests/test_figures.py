@@ -93,10 +93,12 @@ def test_figures_with_their_captions_boxes_and_crops(tmp_path, index) -> None:
     assert np.allclose(uncaptioned.figures[0].box, _fractions(BIG_PHOTO), atol=0.01)
 
 
-def test_pictures_placed_off_the_page_count_only_where_they_are_shown(tmp_path, index) -> None:
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_pictures_placed_off_the_page_count_only_where_they_are_shown(tmp_path, index, rotation) -> None:
     # A real textbook (the bacteriology PDF, page 100) places an image wholly right of its page.
     doc = pymupdf.open()
     page = doc.new_page(width=WIDTH, height=HEIGHT)
+    page.set_rotation(rotation)
     page.insert_text((60, 100), "Colonies of staphylococci on agar.", fontsize=11)
     _picture(page, pymupdf.Rect(WIDTH + 2, 53, WIDTH + 170, 188), (200, 0, 0))  # off the page
     _picture(page, pymupdf.Rect(WIDTH - 200, 300, WIDTH + 200, 500), (20, 160, 60))  # half off it
@@ -107,7 +109,10 @@ def test_pictures_placed_off_the_page_count_only_where_they_are_shown(tmp_path, 
     assert report.ok, report
     (figure,) = index.page(report.book_id, 1).figures
     assert figure.number == "3"
-    assert np.allclose(figure.box, _fractions(pymupdf.Rect(WIDTH - 200, 300, WIDTH, 500)), atol=0.01), figure.box
+    left, top, right, bottom = figure.box
+    assert abs((right - left) * (bottom - top) - 200 * 200 / (WIDTH * HEIGHT)) < 0.005, figure.box  # the visible half
+    if rotation == 0:
+        assert np.allclose(figure.box, _fractions(pymupdf.Rect(WIDTH - 200, 300, WIDTH, 500)), atol=0.01), figure.box
 
 
 def test_the_demo_atlas_figures_are_found_with_their_captions(tmp_path, index) -> None:
